@@ -46,6 +46,7 @@ class ImageProperties:
     original_dtype: str
     nifti_header: str | None = None  # base64 of the 348-byte NIfTI-1 header, when the input was NIfTI-1
     nifti2: bool = False
+    scaling: list[float] = field(default_factory=lambda: [1.0, 0.0])  # on-disk slope, intercept
     extra: dict = field(default_factory=dict)
 
     @property
@@ -90,10 +91,10 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageProperties]:
         raise BadInputError(path, "file does not exist")
     ending = file_ending(path)
     if ending in NIFTI_ENDINGS:
-        data, affine, dtype, header, nifti2 = _read_nifti(path)
+        data, affine, dtype, header, nifti2, scaling = _read_nifti(path)
     else:
         data, affine, dtype = _read_sitk(path)
-        header, nifti2 = None, False
+        header, nifti2, scaling = None, False, (1.0, 0.0)
     _check_values(path, data)
     ornt = to_ras_transform(affine)
     ras_data = reorient_array(data, ornt)
@@ -101,7 +102,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageProperties]:
     props = ImageProperties(
         source=str(path), original_shape=[int(s) for s in data.shape], original_affine=np.asarray(affine).tolist(),
         ras_affine=ras_affine.tolist(), spacing=list(spacing_from_affine(ras_affine)), to_ras=ornt.tolist(),
-        original_dtype=str(dtype), nifti_header=header, nifti2=nifti2)
+        original_dtype=str(dtype), nifti_header=header, nifti2=nifti2,
+        scaling=[float(v) for v in scaling])
     return ras_data.astype(np.float32, copy=False), props
 
 
@@ -116,7 +118,9 @@ def _read_nifti(path: Path):
     nifti2 = isinstance(image, nib.Nifti2Image)
     header = None if nifti2 else base64.b64encode(image.header.binaryblock).decode("ascii")
     affine = image.affine
-    return np.asarray(data, dtype=np.float32), np.asarray(affine, dtype=float), image.get_data_dtype(), header, nifti2
+    scaling = (float(image.dataobj.slope), float(image.dataobj.inter))
+    return (np.asarray(data, dtype=np.float32), np.asarray(affine, dtype=float), image.get_data_dtype(), header,
+            nifti2, scaling)
 
 
 def _read_sitk(path: Path):
@@ -178,9 +182,8 @@ def _write_nifti(data: np.ndarray, props: ImageProperties, path: Path, dtype) ->
     keep_scaling = dtype is None
     target_dtype = np.dtype(props.original_dtype if dtype is None else dtype)
     header.set_data_dtype(target_dtype)
-    if keep_scaling and header.get_slope_inter() not in ((None, None), (1.0, 0.0)):
-        slope, inter = header.get_slope_inter()
-        inter = inter or 0.0
+    slope, inter = props.scaling
+    if keep_scaling and (slope, inter) != (1.0, 0.0):
         raw = (data.astype(np.float64) - inter) / slope
         if np.issubdtype(target_dtype, np.integer):
             raw = np.rint(raw)
