@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import atomic_path
 from fomo_nn.io.geometry import (inverse_ornt, reorient_array, reoriented_affine, spacing_from_affine,
                                  to_ras_transform)
 
@@ -165,13 +165,6 @@ def write_image(array_ras: np.ndarray, props: ImageProperties, path: str | os.Pa
         _write_sitk(data, props, path, dtype)
 
 
-def _atomic_target(path: Path, suffix: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    return Path(temp)
-
-
 def _write_nifti(data: np.ndarray, props: ImageProperties, path: Path, dtype) -> None:
     affine = np.asarray(props.original_affine)
     if props.nifti_header is not None:
@@ -196,7 +189,7 @@ def _write_nifti(data: np.ndarray, props: ImageProperties, path: Path, dtype) ->
         image.header.set_slope_inter(1.0, 0.0)
     image.set_qform(affine, code=qform_code or 0)
     image.set_sform(affine, code=sform_code or 0)
-    temp = _atomic_target(path, ".nii.gz" if str(path).endswith(".gz") else ".nii")
+    temp = atomic_path(path, ".nii.gz" if str(path).endswith(".gz") else ".nii")
     try:
         nib.save(image, str(temp))
         os.replace(temp, path)
@@ -215,7 +208,7 @@ def _write_sitk(data: np.ndarray, props: ImageProperties, path: Path, dtype) -> 
     image.SetSpacing([float(s) for s in spacing])
     image.SetDirection([float(v) for v in (lps[:3, :3] / spacing[None, :]).ravel()])
     image.SetOrigin([float(v) for v in lps[:3, 3]])
-    temp = _atomic_target(path, path.suffix)
+    temp = atomic_path(path, path.suffix)
     try:
         sitk.WriteImage(image, str(temp))
         os.replace(temp, path)

@@ -1,0 +1,4 @@
+from fomo_nn.plans.records import (FUSION_MODES, NetworkPlan, NormalizationPlan, Plans, TrainingPlan, load_plans,
+                                   save_plans)
+
+__all__ = ["FUSION_MODES", "NetworkPlan", "NormalizationPlan", "Plans", "TrainingPlan", "load_plans", "save_plans"]

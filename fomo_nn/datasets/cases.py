@@ -1,0 +1,120 @@
+"""The cases of a raw dataset: which files make one training sample and what its target is.
+
+Supervised datasets use nnU-Net's layout: `imagesTr/CASE_0000<ending>` (one file per channel),
+`labelsTr/CASE<ending>` for masks, `labelsTr/CASE.txt` for a class or a regression target.
+Pretraining corpora list their images in `manifest.json` (see manifest.py).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json
+from fomo_nn.io.errors import BadInputError
+
+
+@dataclass
+class Case:
+    case_id: str
+    image_files: list[str]  # one per channel, in channel order
+    label_file: str | None = None  # segmentation mask or target .txt
+    target: float | None = None  # classification class or regression value
+    subject: str | None = None
+    session: str | None = None
+    sequence: str | None = None  # pretraining images: the sequence name
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        """What must stay together in one fold: the subject if known, else the case."""
+        return self.subject or self.case_id
+
+
+def read_target_txt(path: str | Path) -> float:
+    """A `label.txt` / `CASE.txt`: one number (class or value). Raises BadInputError otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text().strip()
+    except OSError as error:
+        raise BadInputError(path, f"cannot read target file ({error.strerror})") from None
+    try:
+        value = float(text.split()[0]) if text else None
+    except ValueError:
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise BadInputError(path, f"expected one number, found {text[:40]!r}")
+    return value
+
+
+def _cases_in(images_dir: Path, spec: DatasetSpec) -> dict[str, dict[int, Path]]:
+    ending = re.escape(spec.file_ending)
+    pattern = re.compile(rf"^(?P<case>.+)_(?P<channel>\d{{4}}){ending}$")
+    found: dict[str, dict[int, Path]] = {}
+    for path in sorted(images_dir.iterdir()):
+        match = pattern.match(path.name)
+        if match:
+            found.setdefault(match["case"], {})[int(match["channel"])] = path
+    return found
+
+
+def list_supervised_cases(dataset_dir: str | Path, spec: DatasetSpec | None = None, split: str = "Tr",
+                          strict: bool = True) -> tuple[list[Case], list[BadInputError]]:
+    """All cases of `imagesTr` (or `imagesTs`), with the problems found (missing channel, target...).
+
+    Returns (good cases, problems); with `strict`, the first problem is raised instead.
+    """
+    dataset_dir = Path(dataset_dir)
+    spec = spec or load_dataset_json(dataset_dir)
+    images_dir = dataset_dir / f"images{split}"
+    if not images_dir.is_dir():
+        raise BadInputError(images_dir, "folder is missing")
+    labels_dir = dataset_dir / f"labels{split}"
+    cases, problems = [], []
+    for case_id, channels in _cases_in(images_dir, spec).items():
+        try:
+            cases.append(_make_case(case_id, channels, labels_dir, spec, split))
+        except BadInputError as problem:
+            if strict:
+                raise
+            problems.append(problem)
+    if not cases and not problems:
+        raise BadInputError(images_dir, f"no images named CASE_0000{spec.file_ending}")
+    return cases, problems
+
+
+def _make_case(case_id: str, channels: dict[int, Path], labels_dir: Path, spec: DatasetSpec, split: str) -> Case:
+    missing = [spec.channel_names[str(c)] for c in range(spec.num_channels) if c not in channels]
+    if missing:
+        raise BadInputError(labels_dir.parent / f"images{split}" / f"{case_id}_XXXX{spec.file_ending}",
+                            f"case {case_id} lacks channel(s) {', '.join(missing)}")
+    case = Case(case_id=case_id, image_files=[str(channels[c]) for c in range(spec.num_channels)],
+                subject=spec.case_subjects.get(case_id))
+    if split == "Ts" and not labels_dir.is_dir():
+        return case
+    if spec.task_type == "segmentation":
+        label = labels_dir / f"{case_id}{spec.file_ending}"
+        if not label.is_file():
+            raise BadInputError(label, f"segmentation of case {case_id} is missing")
+        case.label_file = str(label)
+    elif spec.task_type in ("classification", "regression"):
+        label = labels_dir / f"{case_id}.txt"
+        if not label.is_file():
+            raise BadInputError(label, f"target of case {case_id} is missing")
+        case.label_file = str(label)
+        case.target = read_target_txt(label)
+        if spec.task_type == "classification" and (case.target not in spec.class_values or case.target % 1):
+            raise BadInputError(label, f"class {case.target:g} is not one of {spec.class_values}")
+    return case
+
+
+def list_cases(dataset_dir: str | Path, spec: DatasetSpec | None = None, strict: bool = True
+               ) -> tuple[list[Case], list[BadInputError]]:
+    """Cases of any dataset: the manifest for pretraining corpora, imagesTr otherwise."""
+    dataset_dir = Path(dataset_dir)
+    spec = spec or load_dataset_json(dataset_dir)
+    if spec.task_type == "pretraining":
+        from fomo_nn.datasets.manifest import load_manifest
+
+        return load_manifest(dataset_dir).cases(), []
+    return list_supervised_cases(dataset_dir, spec, strict=strict)

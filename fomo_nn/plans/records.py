@@ -1,0 +1,149 @@
+"""`plans.json` as data: the single source of configuration, read through small typed views.
+
+The planner writes a Plans; everybody else only reads it. Every field is JSON-able so a plans file
+can be edited by hand (e.g. a longer schedule) without touching code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import write_json_atomic
+
+PLANS_FILE = "plans.json"
+FUSION_MODES = ("none", "stem_expansion", "shared_encoder")
+
+
+@dataclass
+class NormalizationPlan:
+    """Per-channel intensity normalization, computed per image (sites differ in scale).
+
+    zscore_foreground: clip to the foreground percentiles, then z-score with the foreground mean/std
+    (skull-stripped MRI: foreground = nonzero), background set to 0.
+    """
+
+    scheme: str = "zscore_foreground"
+    clip_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+
+
+@dataclass
+class NetworkPlan:
+    """A CNN U-Net encoder/decoder topology for dynamic-network-architectures."""
+
+    encoder: str = "plain_conv"  # plain_conv | residual
+    features_per_stage: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 320])
+    kernel_sizes: list[list[int]] = field(default_factory=lambda: [[3, 3, 3]] * 5)
+    strides: list[list[int]] = field(default_factory=lambda: [[1, 1, 1]] + [[2, 2, 2]] * 4)
+    n_conv_per_stage: list[int] = field(default_factory=lambda: [2] * 5)
+    n_conv_per_stage_decoder: list[int] = field(default_factory=lambda: [2] * 4)
+    input_channels: int = 1  # channels the encoder's stem takes
+    fusion: str = "none"  # how 2-4 sequences meet a single-channel encoder: see FUSION_MODES
+    head_dropout: float = 0.0
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.features_per_stage)
+
+    @property
+    def total_downsampling(self) -> list[int]:
+        total = [1, 1, 1]
+        for stride in self.strides:
+            total = [t * s for t, s in zip(total, stride)]
+        return total
+
+
+@dataclass
+class TrainingPlan:
+    optimizer: str = "adamw"  # adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    schedule: str = "warmup_cosine"  # warmup_cosine | poly | constant
+    warmup_epochs: int = 1
+    epochs: int = 100
+    iterations_per_epoch: int = 250
+    validation_iterations: int = 25
+    grad_clip: float = 12.0
+    checkpoint_every: int = 10  # epochs between checkpoint_latest.pth writes
+    num_workers: int = 2  # background augmentation processes
+    seed: int = 12345
+    # finetuning regime (few-shot): encoder LR multiplier, frozen encoder epochs, linear probing
+    encoder_lr_scale: float = 1.0
+    freeze_encoder_epochs: int = 0
+    linear_probe: bool = False
+
+
+@dataclass
+class Plans:
+    dataset_name: str
+    task_type: str  # pretraining | classification | segmentation | regression
+    channel_names: list[str]
+    target_spacing: list[float]
+    spacing_reason: str
+    median_shape: list[int]  # after resampling to target_spacing
+    patch_size: list[int]
+    batch_size: int
+    normalization: list[NormalizationPlan]
+    network: NetworkPlan
+    training: TrainingPlan = field(default_factory=TrainingPlan)
+    augmentation: dict = field(default_factory=dict)  # see fomo_nn.augmentation presets
+    method: dict = field(default_factory=dict)  # pretraining method or finetuning head settings
+    labels: dict[str, int] | None = None
+    classes: dict[str, str] | None = None
+    target: dict | None = None
+    foreground_oversampling: float = 0.33
+    configuration: str = "3d_fullres"
+    plans_name: str = "fomo_nnPlans"
+    plans_like: dict | None = None  # provenance when planned like a pretrained checkpoint
+    notes: list[str] = field(default_factory=list)  # why the planner decided what it decided
+
+    @property
+    def num_input_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def num_segmentation_heads(self) -> int:
+        return len(self.labels) if self.labels else 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = PLANS_FILE) -> "Plans":
+        try:
+            data = dict(data)
+            data["normalization"] = [NormalizationPlan(**n) for n in data["normalization"]]
+            data["network"] = _build(NetworkPlan, data["network"])
+            data["training"] = _build(TrainingPlan, data.get("training", {}))
+            return _build(cls, data)
+        except (KeyError, TypeError) as error:
+            raise BadInputError(source, f"malformed plans ({error})") from None
+
+    def replace(self, **changes) -> "Plans":
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls, data: dict):
+    """Construct a dataclass, ignoring unknown keys (plans written by a newer version still load)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def save_plans(plans: Plans, path: str | Path) -> Path:
+    return write_json_atomic(path, plans.to_json())
+
+
+def load_plans(path: str | Path) -> Plans:
+    path = Path(path)
+    if path.is_dir():
+        path = path / PLANS_FILE
+    if not path.is_file():
+        raise BadInputError(path, "plans.json is missing (run fomo_nn_plan_and_preprocess first)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BadInputError(path, f"not valid JSON ({error})") from None
+    return Plans.from_json(data, str(path))
