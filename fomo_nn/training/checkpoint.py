@@ -1,0 +1,67 @@
+"""Checkpoints: written atomically, loaded safely (weights_only: no arbitrary code from a file)."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import atomic_path
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    path = Path(path)
+    temp = atomic_path(path, ".pth.part")
+    try:
+        torch.save(state, temp)
+        os.replace(temp, path)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "checkpoint does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise BadInputError(path, f"not a loadable fomo_nn checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict):
+        raise BadInputError(path, "checkpoint does not hold a dict")
+    return state
+
+
+def capture_rng_state() -> dict:
+    """RNG states as tensors and plain types only, so weights_only loading accepts them."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+             "numpy_pos": int(pos), "numpy_gauss": [int(has_gauss), float(cached)],
+             "python": _python_state_to_list(random.getstate())}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["numpy_pos"], state["numpy_gauss"][0], state["numpy_gauss"][1]))
+    random.setstate(_list_to_python_state(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_list(state):
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _list_to_python_state(state):
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
