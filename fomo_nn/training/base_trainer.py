@@ -230,6 +230,8 @@ class BaseTrainer(ABC):
             self.optimizer, lambda s: lr_multiplier(self.training.schedule, s, self.total_steps, warmup))
         if self.dist.is_main:
             self.log = ProgressLog(self.output_dir)
+            # the model folder carries its own plans: inference reads them instead of re-deriving
+            write_json_atomic(self.output_dir.parent / "plans.json", self.plans.to_json())
         if self.options.continue_training:
             self._resume()
 
