@@ -1,0 +1,117 @@
+"""FOMO60K-layout corpus -> pretraining dataset: dataset.json + manifest.json, no copy of any scan.
+
+`fomo_nn_convert fomo60k SRC -d 1` walks `SRC/sub_*/ses_*/<sequence>.nii.gz` and lists every image with
+its subject, session and sequence (the file stem as given, e.g. `t1_2`; its family, e.g. `t1`, is
+stored in the manifest's `sequence_families` map), by path relative to SRC. By default no image is
+opened (60K files in seconds); `check="header"` parses every header (4D, degenerate, truncated) and
+`check="full"` reads every voxel (NaN/Inf too), both in parallel.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dataset_conversion.layout import CorpusImage, sequence_family, walk_fomo60k
+from dataset_conversion.nnunet_dataset import ConversionReport, target_dataset_dir
+from fomo_nn.datasets.dataset_json import DatasetSpec, save_dataset_json
+from fomo_nn.datasets.manifest import MANIFEST_NAME, Manifest, ManifestImage
+from fomo_nn.datasets.validation import check_image_files
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import write_json_atomic
+
+DEFAULT_NAME = "FOMO60K"
+CHECKS = ("none", "header", "full")
+
+
+def image_id(image: CorpusImage) -> str:
+    """A file-name-safe unique id: `sub_1_ses_2_t1_2`."""
+    return f"{image.subject}_{image.session}_{image.sequence}"
+
+
+def convert_fomo60k(src: str | os.PathLike, dataset: str | int = 1, name: str | None = None, check: str = "none",
+                    num_processes: int = 1, progress: bool = True) -> ConversionReport:
+    """Write the pretraining dataset for a FOMO60K-layout tree; bad images are left out and reported."""
+    if check not in CHECKS:
+        raise ValueError(f"check must be one of {CHECKS}, got {check!r}")
+    source_root = Path(os.path.abspath(src))
+    if not source_root.is_dir():
+        raise BadInputError(source_root, "source folder does not exist")
+    target = target_dataset_dir(dataset, name, DEFAULT_NAME)
+
+    listing = _walk_with_progress(source_root, progress)
+    if not listing.images and not listing.problems:
+        raise BadInputError(source_root, "no images found; expected the FOMO60K layout "
+                                         "sub_*/ses_*/<sequence>.nii.gz under this folder")
+    images, bad = listing.images, list(listing.problems)
+    if check != "none":
+        images, found = _checked(source_root, images, check == "full", num_processes, progress)
+        bad += found
+    images, duplicates = _unique_ids(source_root, images)
+    bad += duplicates
+
+    report = ConversionReport(target, "images", converted=len(images), bad=bad)
+    if listing.ignored:
+        report.notes.append(f"ignored {len(listing.ignored)} file(s) that are not NIfTI images, e.g. "
+                            f"{listing.ignored[0]}")
+    if not images:
+        report.notes.append("nothing written: no usable image")
+        return report
+    manifest = Manifest(str(source_root), [_manifest_image(im) for im in images], sources=[target.name.split("_", 1)[1]])
+    _save(target, manifest, images, check)
+    families = Counter(sequence_family(im.sequence) for im in images)
+    report.notes.append(f"{manifest.num_subjects} subjects, {manifest.num_sessions} sessions; sequence families: "
+                        + ", ".join(f"{f} {n}" for f, n in families.most_common()))
+    return report
+
+
+def _walk_with_progress(source_root: Path, progress: bool):
+    with tqdm(desc="listing FOMO60K", unit="img", disable=not progress, mininterval=1.0) as bar:
+        def advance(total: int) -> None:
+            bar.update(total - bar.n)
+
+        return walk_fomo60k(source_root, on_subject=advance)
+
+
+def _checked(source_root: Path, images: list[CorpusImage], full: bool, num_processes: int, progress: bool):
+    paths = [str(source_root / im.relative_path) for im in images]
+    bad = check_image_files(paths, check_data=full, num_processes=num_processes, progress=progress,
+                            description="reading images" if full else "reading headers")
+    bad_paths = {error.path for error in bad}
+    return [im for im, path in zip(images, paths) if path not in bad_paths], bad
+
+
+def _unique_ids(source_root: Path, images: list[CorpusImage]):
+    """`sub_1/ses_1_t1` and `sub_1_ses_1/t1` would share an id: keep the first, report the other."""
+    seen: dict[str, CorpusImage] = {}
+    kept, bad = [], []
+    for image in images:
+        key = image_id(image)
+        if key in seen:
+            bad.append(BadInputError(source_root / image.relative_path,
+                                     f"its image id {key!r} collides with {seen[key].relative_path}; rename one"))
+        else:
+            seen[key] = image
+            kept.append(image)
+    return kept, bad
+
+
+def _manifest_image(image: CorpusImage) -> ManifestImage:
+    return ManifestImage(image_id=image_id(image), subject=image.subject, session=image.session,
+                         sequence=image.sequence, path=image.relative_path)
+
+
+def _save(target: Path, manifest: Manifest, images: list[CorpusImage], check: str) -> None:
+    """manifest.json first, dataset.json last: a dataset.json always has its manifest beside it."""
+    data = manifest.to_json()
+    data["sequence_families"] = {stem: sequence_family(stem) for stem in sorted({im.sequence for im in images})}
+    data["images_checked"] = check
+    write_json_atomic(target / MANIFEST_NAME, data, indent=None)
+    spec = DatasetSpec(
+        name=target.name.split("_", 1)[1], task_type="pretraining", channel_names={"0": "mri"},
+        num_training=len(images),
+        description=f"FOMO60K-layout corpus at {manifest.source_root}: {len(images)} images of "
+                    f"{manifest.num_subjects} subjects; the scans stay there (see {MANIFEST_NAME})")
+    save_dataset_json(spec, target)

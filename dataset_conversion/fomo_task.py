@@ -1,0 +1,277 @@
+"""FOMO finetuning task folder -> nnU-Net-style raw dataset (classification, segmentation or regression).
+
+`fomo_nn_convert fomo-task SRC --task {1,2,3} -d N` reads `SRC/preprocessed/sub_X/ses_1/<sequence>.nii.gz`
+and the labels in `SRC/labels/sub_X/ses_1/` or `SRC/labels/sub_X/`, picks the channels of the task's
+rule, reads every image once (unreadable, truncated, NaN/Inf, 4D, grids that disagree) and writes
+`imagesTr/sub_X_000k.nii.gz` (hard link or byte copy: the scan is not re-encoded, its geometry stays
+exactly as given) plus `labelsTr/sub_X.nii.gz` (task 2) or `labelsTr/sub_X.txt` (tasks 1, 3).
+A bad case is reported and nothing of it is written; the other cases go on.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dataset_conversion.layout import TaskSubject, find_task_label, find_task_subjects, has_task_labels
+from dataset_conversion.nnunet_dataset import ConversionReport, place_file, remove_case_outputs, target_dataset_dir
+from fomo_nn.datasets.cases import read_target_txt
+from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json, save_dataset_json
+from fomo_nn.datasets.validation import ImageGrid, check_mask_values, grid_mismatch
+from fomo_nn.io import read_image
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import write_text_atomic
+
+FILE_ENDING = ".nii.gz"
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    name: str  # channel name in dataset.json
+    sequences: tuple[str, ...]  # candidate file stems, first present wins
+
+    def pick(self, images: dict[str, Path]) -> str | None:
+        return next((s for s in self.sequences if s in images), None)
+
+
+@dataclass(frozen=True)
+class TaskRule:
+    task: int
+    task_type: str
+    channels: tuple[ChannelRule, ...]
+    label_stem: str  # "label" -> label.txt, "seg" -> seg.nii.gz
+    default_name: str
+    targets: dict = field(default_factory=dict)  # classes / labels / target entry of dataset.json
+
+    @property
+    def channel_names(self) -> dict[str, str]:
+        return {str(i): rule.name for i, rule in enumerate(self.channels)}
+
+
+_SWI_OR_T2S = ChannelRule("swi_or_t2s", ("swi", "t2s"))
+TASK_RULES = {
+    1: TaskRule(1, "classification", (ChannelRule("dwi_b1000", ("dwi_b1000",)), ChannelRule("flair", ("flair",)),
+                                      ChannelRule("adc", ("adc",)), _SWI_OR_T2S),
+                "label", "FOMOTask1Infarct", {"classes": {"0": "no_infarct", "1": "infarct"}}),
+    2: TaskRule(2, "segmentation", (ChannelRule("dwi_b1000", ("dwi_b1000",)), ChannelRule("flair", ("flair",)),
+                                    _SWI_OR_T2S),
+                "seg", "FOMOTask2Meningioma", {"labels": {"background": 0, "meningioma": 1}}),
+    3: TaskRule(3, "regression", (ChannelRule("t1", ("t1",)), ChannelRule("t2", ("t2",))),
+                "label", "FOMOTask3BrainAge", {"target": {"name": "age", "unit": "years"}}),
+}
+
+
+def format_target(value: float) -> str:
+    """`1`, `63`, `63.5`: a whole number without a trailing `.0`, anything else exactly."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+# ------------------------------------------------------------------------------------------- one case
+@dataclass
+class CaseJob:
+    """Everything a worker needs for one case (plain data: it crosses process boundaries)."""
+
+    case_id: str
+    num_channels: int  # of the task (channel_files is shorter when a sequence is missing)
+    channel_files: list[str]
+    label_file: str | None
+    label_kind: str | None  # "class", "value", "mask"; None: no label expected (unlabelled test split)
+    allowed_classes: list[int]
+    images_dir: str
+    labels_dir: str
+    link: bool
+    problems: list[tuple[str, str]]  # found while locating files (missing sequence, missing label)
+
+
+@dataclass
+class CaseOutcome:
+    case_id: str
+    problems: list[tuple[str, str]]
+    target: float | None = None
+    placed: dict[str, int] = field(default_factory=dict)  # "linked"/"copied"/... -> count
+
+
+def convert_case(job: CaseJob) -> CaseOutcome:
+    """Read and check every file of one case; write it only when all is well (else remove old outputs)."""
+    problems = list(job.problems)
+    reference = None
+    for path in job.channel_files:
+        try:
+            _, props = read_image(path)
+        except BadInputError as error:
+            problems.append((error.path, error.problem))
+            continue
+        grid = ImageGrid(path, props.ras_shape, np.asarray(props.ras_affine))
+        if reference is None:
+            reference = grid
+        elif not grid.same_as(reference):
+            error = grid_mismatch(path, grid, reference, "first channel")
+            problems.append((error.path, error.problem))
+    target = _check_label(job, reference, problems) if job.label_file else None
+    images_dir, labels_dir = Path(job.images_dir), Path(job.labels_dir)
+    if problems:
+        remove_case_outputs(images_dir, labels_dir, job.case_id, job.num_channels, FILE_ENDING)
+        return CaseOutcome(job.case_id, problems)
+    return CaseOutcome(job.case_id, [], target, _write_case(job, target, images_dir, labels_dir))
+
+
+def _check_label(job: CaseJob, reference: ImageGrid | None, problems: list) -> float | None:
+    try:
+        if job.label_kind == "mask":
+            data, props = read_image(job.label_file)
+            grid = ImageGrid(job.label_file, props.ras_shape, np.asarray(props.ras_affine))
+            if reference is not None and not grid.same_as(reference):
+                raise grid_mismatch(job.label_file, grid, reference, "image")
+            check_mask_values(job.label_file, [0, 1], data)
+            return None
+        value = read_target_txt(job.label_file)
+        if job.label_kind == "class" and value not in job.allowed_classes:
+            raise BadInputError(job.label_file, f"class {value:g} is not one of {job.allowed_classes}")
+        return value
+    except BadInputError as error:
+        problems.append((error.path, error.problem))
+        return None
+
+
+def _write_case(job: CaseJob, target: float | None, images_dir: Path, labels_dir: Path) -> dict[str, int]:
+    placed: dict[str, int] = {}
+    for channel, path in enumerate(job.channel_files):
+        how = place_file(path, images_dir / f"{job.case_id}_{channel:04d}{FILE_ENDING}", link=job.link)
+        placed[how] = placed.get(how, 0) + 1
+    if job.label_kind == "mask":
+        place_file(job.label_file, labels_dir / f"{job.case_id}{FILE_ENDING}", link=job.link)
+    elif job.label_file is not None:
+        write_text_atomic(labels_dir / f"{job.case_id}.txt", format_target(target) + "\n")
+    return placed
+
+
+# ------------------------------------------------------------------------------------------- the task
+def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path, labels_dir: Path,
+              expect_labels: bool, link: bool) -> tuple[CaseJob, dict[str, str]]:
+    """Locate a case's files by the task's channel rule; the job carries what is missing as problems."""
+    problems = [(subject.problem.path, subject.problem.problem)] if subject.problem else []
+    folder = subject.session_dir or (src / "preprocessed" / subject.subject)
+    channel_files, choices = [], {}
+    for channel in rule.channels:
+        sequence = channel.pick(subject.images)
+        if sequence is None:
+            found = ", ".join(sorted(subject.images)) or "no images"
+            wanted = " or ".join(f"{s}{FILE_ENDING}" for s in channel.sequences)
+            problems.append((str(folder / f"{channel.sequences[0]}{FILE_ENDING}"),
+                             f"missing sequence: no {wanted} for channel {channel.name} (found: {found})"))
+            continue
+        channel_files.append(str(subject.images[sequence]))
+        if len(channel.sequences) > 1:
+            choices[channel.name] = sequence
+    label_file, label_kind = None, None
+    if expect_labels:
+        label_kind = "mask" if rule.label_stem == "seg" else ("class" if rule.task_type == "classification" else "value")
+        label = find_task_label(src, subject, rule.label_stem)
+        if label is None:
+            ending = ".txt" if rule.label_stem == "label" else FILE_ENDING
+            session = subject.session_dir.name + "/" if subject.session_dir else ""
+            problems.append((str(src / "labels" / subject.subject / f"{session}{rule.label_stem}{ending}"),
+                             f"label is missing (looked in labels/{subject.subject}/{session} and "
+                             f"labels/{subject.subject}/)"))
+        else:
+            label_file = str(label)
+    classes = [int(k) for k in rule.targets.get("classes", {})]
+    job = CaseJob(subject.subject, len(rule.channels), channel_files, label_file, label_kind, classes, str(images_dir), str(labels_dir),
+                  link, problems)
+    return job, choices
+
+
+def convert_fomo_task(src: str | os.PathLike, task: int, dataset: str | int, name: str | None = None,
+                      split: str = "train", link: bool = True, num_processes: int = 1,
+                      progress: bool = True) -> ConversionReport:
+    """Convert one FOMO task folder; returns the report (bad cases listed, nothing of them written)."""
+    if task not in TASK_RULES:
+        raise ValueError(f"--task must be 1, 2 or 3, got {task}")
+    if split not in ("train", "test"):
+        raise ValueError(f"--split must be train or test, got {split!r}")
+    rule = TASK_RULES[task]
+    src = Path(os.path.abspath(src))
+    if not src.is_dir():
+        raise BadInputError(src, "source folder does not exist")
+    subjects = find_task_subjects(src)
+    target = target_dataset_dir(dataset, name, rule.default_name)
+    _check_existing_dataset(target, rule)
+    suffix = "Tr" if split == "train" else "Ts"
+    images_dir, labels_dir = target / f"images{suffix}", target / f"labels{suffix}"
+    expect_labels = split == "train" or has_task_labels(src)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    if expect_labels:
+        labels_dir.mkdir(parents=True, exist_ok=True)
+
+    planned = [plan_case(src, s, rule, images_dir, labels_dir, expect_labels, link) for s in subjects]
+    outcomes = _run(planned, num_processes, progress)
+    good = [o for o in outcomes if not o.problems]
+    report = ConversionReport(target, f"cases (images{suffix})", converted=len(good),
+                              bad=[BadInputError(p, problem) for o in outcomes for p, problem in o.problems])
+    _notes(report, good, expect_labels, images_dir, {s.subject for s in subjects})
+    choices = {job.case_id: chosen for job, chosen in planned if chosen}
+    _save_spec(target, rule, src, split, good, {c: choices[c] for c in (o.case_id for o in good) if c in choices})
+    return report
+
+
+def _run(planned, num_processes: int, progress: bool) -> list[CaseOutcome]:
+    jobs = [job for job, _ in planned]
+    bar = dict(total=len(jobs), desc="converting cases", unit="case", disable=not progress)
+    if num_processes <= 1 or len(jobs) < 2:
+        return [convert_case(job) for job in tqdm(jobs, **bar)]
+    with ProcessPoolExecutor(min(num_processes, len(jobs))) as pool:
+        return list(tqdm(pool.map(convert_case, jobs), **bar))
+
+
+def _check_existing_dataset(target: Path, rule: TaskRule) -> None:
+    """Refuse to mix tasks in one folder (a rerun or the test split of the same task is fine)."""
+    if not (target / "dataset.json").is_file():
+        return
+    spec = load_dataset_json(target)
+    if spec.task_type != rule.task_type or spec.channel_names != rule.channel_names:
+        raise ValueError(f"{target} already holds a {spec.task_type} dataset with channels {spec.channels}, "
+                         f"not FOMO task {rule.task}; choose another -d/--name")
+
+
+def _notes(report: ConversionReport, good: list[CaseOutcome], expect_labels: bool, images_dir: Path,
+           source_cases: set[str]) -> None:
+    placed: dict[str, int] = {}
+    for outcome in good:
+        for how, n in outcome.placed.items():
+            placed[how] = placed.get(how, 0) + n
+    if placed:
+        report.notes.append("images " + ", ".join(f"{how} {n}" for how, n in sorted(placed.items())))
+    if not expect_labels:
+        report.notes.append("SRC has no labels folder: images only")
+    strangers = sorted({p.name[: -len(f"_0000{FILE_ENDING}")] for p in images_dir.glob(f"*_0000{FILE_ENDING}")}
+                       - source_cases)
+    if strangers:
+        report.notes.append(f"{images_dir} also holds {len(strangers)} case(s) not in SRC (e.g. {strangers[0]}); "
+                            "they were left as they are")
+
+
+def _description(rule: TaskRule, src: Path) -> str:
+    text = f"FOMO25 task {rule.task} ({rule.task_type}) converted from {src}"
+    if _SWI_OR_T2S in rule.channels:
+        text += "; channel swi_or_t2s holds swi where a case has it, else t2s (see channel_choices)"
+    return text
+
+
+def _save_spec(target: Path, rule: TaskRule, src: Path, split: str, good: list[CaseOutcome],
+               choices: dict[str, dict[str, str]]) -> None:
+    """dataset.json from the training split; the test split keeps an existing one untouched."""
+    if split == "test" and (target / "dataset.json").is_file():
+        return
+    training = split == "train"
+    cases = sorted(o.case_id for o in good) if training else []
+    spec = DatasetSpec(
+        name=target.name.split("_", 1)[1], task_type=rule.task_type, channel_names=rule.channel_names,
+        file_ending=FILE_ENDING, num_training=len(cases), case_subjects={c: c for c in cases},
+        description=_description(rule, src),
+        labels=rule.targets.get("labels"), classes=rule.targets.get("classes"), target=rule.targets.get("target"),
+        extra={"fomo_task": rule.task, **({"channel_choices": choices} if choices and training else {})})
+    save_dataset_json(spec, target)
