@@ -203,9 +203,6 @@ def convert_fomo_task(src: str | os.PathLike, task: int, dataset: str | int, nam
     suffix = "Tr" if split == "train" else "Ts"
     images_dir, labels_dir = target / f"images{suffix}", target / f"labels{suffix}"
     expect_labels = split == "train" or has_task_labels(src)
-    images_dir.mkdir(parents=True, exist_ok=True)
-    if expect_labels:
-        labels_dir.mkdir(parents=True, exist_ok=True)
 
     planned = [plan_case(src, s, rule, images_dir, labels_dir, expect_labels, link) for s in subjects]
     outcomes = _run(planned, num_processes, progress)
@@ -213,6 +210,9 @@ def convert_fomo_task(src: str | os.PathLike, task: int, dataset: str | int, nam
     report = ConversionReport(target, f"cases (images{suffix})", converted=len(good),
                               bad=[BadInputError(p, problem) for o in outcomes for p, problem in o.problems])
     _notes(report, good, expect_labels, images_dir, {s.subject for s in subjects})
+    if not good:
+        report.notes.append("nothing written: no usable case")
+        return report
     choices = {job.case_id: chosen for job, chosen in planned if chosen}
     _save_spec(target, rule, src, split, good, {c: choices[c] for c in (o.case_id for o in good) if c in choices})
     return report

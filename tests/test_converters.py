@@ -145,3 +145,236 @@ def test_conflicting_dataset_id_is_refused(roots, capsys):
     convert_fomo60k(src, 1, progress=False)
     assert main(["fomo60k", str(src), "-d", "1", "--name", "Other", "--no-progress"]) == 2
     assert "already used by" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- FOMO task folders
+TASK_SEQUENCES = {1: ["dwi_b1000", "flair", "adc", "swi"], 2: ["dwi_b1000", "flair", "swi"], 3: ["t1", "t2"]}
+
+
+def task_tree(root: Path, task: int, subjects=("sub_1", "sub_2", "sub_3"), seed=0) -> Path:
+    """Subjects alternate the two label layouts (labels/sub_X/ses_1/ and labels/sub_X/)."""
+    for n, subject in enumerate(subjects):
+        session = root / "preprocessed" / subject / "ses_1"
+        for k, sequence in enumerate(TASK_SEQUENCES[task]):
+            write_nifti(session / f"{sequence}.nii.gz", seed=seed + 100 * n + k)
+        labels = root / "labels" / subject / ("ses_1" if n % 2 == 0 else "")
+        labels.mkdir(parents=True, exist_ok=True)
+        if task == 2:
+            mask = np.zeros(SHAPE, np.uint8)
+            mask[4:8 + n, 5:9, 6:10] = 1
+            write_nifti(labels / "seg.nii.gz", mask, dtype=np.uint8)
+        else:
+            (labels / "label.txt").write_text(f"{n % 2}\n" if task == 1 else f"{40.5 + 10 * n}\n")
+    return root
+
+
+def test_task1_channel_order_swi_or_t2s_rule_and_both_label_layouts(roots):
+    src = task_tree(roots / "task1", 1)
+    session = src / "preprocessed" / "sub_2" / "ses_1"
+    write_nifti(session / "t2s.nii.gz", seed=999)  # sub_2 has swi and t2s: swi wins
+    os.replace(src / "preprocessed/sub_3/ses_1/swi.nii.gz", src / "preprocessed/sub_3/ses_1/t2s.nii.gz")
+    report = convert_fomo_task(src, 1, 2, progress=False)
+    target = raw(roots, "Dataset002_FOMOTask1Infarct")
+    assert report.converted == 3 and report.bad == []
+
+    spec = load_dataset_json(target)
+    assert spec.task_type == "classification" and spec.classes == {"0": "no_infarct", "1": "infarct"}
+    assert spec.channels == ["dwi_b1000", "flair", "adc", "swi_or_t2s"]
+    assert spec.case_subjects == {c: c for c in ("sub_1", "sub_2", "sub_3")} and spec.num_training == 3
+    assert spec.extra["channel_choices"]["sub_2"] == {"swi_or_t2s": "swi"}
+    assert spec.extra["channel_choices"]["sub_3"] == {"swi_or_t2s": "t2s"}
+    for case in ("sub_1", "sub_2", "sub_3"):
+        folder = src / "preprocessed" / case / "ses_1"
+        fourth = "t2s" if case == "sub_3" else "swi"
+        for channel, sequence in enumerate(["dwi_b1000", "flair", "adc", fourth]):
+            written = target / "imagesTr" / f"{case}_{channel:04d}.nii.gz"
+            assert written.read_bytes() == (folder / f"{sequence}.nii.gz").read_bytes(), (case, channel)
+    assert [(target / "labelsTr" / f"{c}.txt").read_text() for c in ("sub_1", "sub_2", "sub_3")] == ["0\n", "1\n", "0\n"]
+    cases, problems = list_cases(target)
+    assert [c.target for c in cases] == [0.0, 1.0, 0.0] and problems == []
+    assert validate_raw_dataset(target) == []
+
+
+def test_task2_masks_keep_their_exact_geometry_and_images_are_linked(roots):
+    src = task_tree(roots / "task2", 2)
+    report = convert_fomo_task(src, 2, 3, progress=False)
+    target = raw(roots, "Dataset003_FOMOTask2Meningioma")
+    assert report.converted == 3 and report.bad == []
+    spec = load_dataset_json(target)
+    assert spec.labels == {"background": 0, "meningioma": 1} and spec.channels == ["dwi_b1000", "flair", "swi_or_t2s"]
+    for n, case in enumerate(("sub_1", "sub_2", "sub_3")):
+        layout = "ses_1/" if n % 2 == 0 else ""
+        source_mask = src / "labels" / case / f"{layout}seg.nii.gz"
+        mask = nib.load(target / "labelsTr" / f"{case}.nii.gz")
+        np.testing.assert_array_equal(mask.affine, nib.load(source_mask).affine)
+        np.testing.assert_allclose(mask.affine, AFFINE, atol=1e-6)
+        assert int(np.asanyarray(mask.dataobj).sum()) == 4 * (4 + n) * 4
+        assert (target / "labelsTr" / f"{case}.nii.gz").read_bytes() == source_mask.read_bytes()
+        assert os.path.samefile(target / "imagesTr" / f"{case}_0001.nii.gz", src / f"preprocessed/{case}/ses_1/flair.nii.gz")
+    assert validate_raw_dataset(target) == []
+
+
+def test_task3_regression_targets_and_copy_mode(roots):
+    src = task_tree(roots / "task3", 3)
+    assert main(["fomo-task", str(src), "--task", "3", "-d", "4", "--name", "Age", "--copy", "--no-progress"]) == 0
+    target = raw(roots, "Dataset004_Age")
+    spec = load_dataset_json(target)
+    assert spec.task_type == "regression" and spec.target == {"name": "age", "unit": "years"}
+    assert spec.channels == ["t1", "t2"]
+    cases, _ = list_cases(target)
+    assert [c.target for c in cases] == [40.5, 50.5, 60.5]
+    t2 = target / "imagesTr" / "sub_2_0001.nii.gz"
+    assert not os.path.samefile(t2, src / "preprocessed/sub_2/ses_1/t2.nii.gz")
+    assert t2.read_bytes() == (src / "preprocessed/sub_2/ses_1/t2.nii.gz").read_bytes()
+
+
+def _break(src: Path, kind: str) -> tuple[Path, str]:
+    """Spoil sub_2 of a task-2 tree in one way; return the file the message must name and a message part."""
+    session = src / "preprocessed" / "sub_2" / "ses_1"
+    if kind == "missing_sequence":
+        (session / "swi.nii.gz").unlink()
+        return session / "swi.nii.gz", "missing sequence"
+    if kind == "truncated":
+        return truncate(session / "flair.nii.gz"), "unreadable"
+    if kind == "nan":
+        data = np.ones(SHAPE, np.float32)
+        data[3, 3, 3] = np.inf
+        return write_nifti(session / "flair.nii.gz", data), "NaN or infinite"
+    if kind == "4d":
+        return write_nifti(session / "dwi_b1000.nii.gz", shape=SHAPE + (2,)), "4D"
+    if kind == "label_grid":
+        moved = AFFINE.copy()
+        moved[0, 3] += 7.0
+        mask = src / "labels" / "sub_2" / "seg.nii.gz"
+        return write_nifti(mask, np.zeros(SHAPE), affine=moved, dtype=np.uint8), "grid differs"
+    if kind == "channel_grid":
+        return write_nifti(session / "swi.nii.gz", shape=(16, 18, 15)), "grid differs"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing_sequence", "truncated", "nan", "4d", "label_grid", "channel_grid"])
+def test_task_bad_case_is_named_left_out_and_the_rest_converted(roots, capsys, kind):
+    src = task_tree(roots / "task2", 2)
+    bad_file, message = _break(src, kind)
+    args = ["fomo-task", str(src), "--task", "2", "-d", "5", "--no-progress", "-np", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if str(bad_file) in line)
+    assert message in line
+    target = raw(roots, "Dataset005_FOMOTask2Meningioma")
+    assert sorted(p.name for p in (target / "imagesTr").iterdir()) == [
+        f"{c}_{k:04d}.nii.gz" for c in ("sub_1", "sub_3") for k in range(3)]
+    assert sorted(p.name for p in (target / "labelsTr").iterdir()) == ["sub_1.nii.gz", "sub_3.nii.gz"]
+    assert load_dataset_json(target).case_subjects == {"sub_1": "sub_1", "sub_3": "sub_3"}
+    assert main(args + ["--skip-bad"]) == 0
+
+
+@pytest.mark.parametrize("text, problem", [("infarct\n", "expected one number"), ("2\n", "not one of")])
+def test_task1_label_that_is_not_a_class_is_refused(roots, capsys, text, problem):
+    src = task_tree(roots / "task1", 1)
+    label = src / "labels" / "sub_3" / "ses_1" / "label.txt"
+    label.write_text(text)
+    assert main(["fomo-task", str(src), "--task", "1", "-d", "6", "--no-progress", "-np", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"{label}: " in err and problem in err
+    assert not (raw(roots, "Dataset006_FOMOTask1Infarct") / "labelsTr" / "sub_3.txt").exists()
+
+
+def test_missing_label_names_where_it_was_looked_for(roots):
+    src = task_tree(roots / "task3", 3)
+    (src / "labels" / "sub_2" / "label.txt").unlink()
+    report = convert_fomo_task(src, 3, 7, progress=False)
+    assert report.converted == 2 and len(report.bad) == 1
+    assert report.bad[0].path.endswith("labels/sub_2/ses_1/label.txt") and "label is missing" in report.bad[0].problem
+
+
+def test_task_rerun_is_idempotent_and_drops_a_case_that_turned_bad(roots):
+    src = task_tree(roots / "task1", 1)
+    convert_fomo_task(src, 1, 2, progress=False)
+    target = raw(roots, "Dataset002_FOMOTask1Infarct")
+    before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    report = convert_fomo_task(src, 1, 2, num_processes=2, progress=False)  # also the process pool
+    after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert report.converted == 3 and after == before
+
+    (src / "preprocessed" / "sub_1" / "ses_1" / "adc.nii.gz").unlink()
+    report = convert_fomo_task(src, 1, 2, progress=False)
+    assert report.converted == 2 and report.exit_code(skip_bad=False) == 1
+    assert not list((target / "imagesTr").glob("sub_1_*")) and not (target / "labelsTr" / "sub_1.txt").exists()
+    assert validate_raw_dataset(target) == []
+
+
+def test_test_split_writes_imagesTs_and_keeps_the_training_dataset_json(roots):
+    train, test = task_tree(roots / "train", 2), task_tree(roots / "test", 2, subjects=("sub_40", "sub_41"), seed=7)
+    convert_fomo_task(train, 2, 8, progress=False)
+    target = raw(roots, "Dataset008_FOMOTask2Meningioma")
+    spec_before = (target / "dataset.json").read_text()
+    report = convert_fomo_task(test, 2, 8, split="test", progress=False)
+    assert report.converted == 2
+    assert sorted(p.name for p in (target / "labelsTs").iterdir()) == ["sub_40.nii.gz", "sub_41.nii.gz"]
+    assert len(list((target / "imagesTs").iterdir())) == 6 and len(list((target / "imagesTr").iterdir())) == 9
+    assert (target / "dataset.json").read_text() == spec_before
+    assert validate_raw_dataset(target) == []
+
+
+def test_a_task_folder_cannot_be_converted_into_another_task_dataset(roots, capsys):
+    convert_fomo_task(task_tree(roots / "t1", 1), 1, 9, name="Mixed", progress=False)
+    assert main(["fomo-task", str(task_tree(roots / "t3", 3)), "--task", "3", "-d", "9", "--name", "Mixed",
+                 "--no-progress"]) == 2
+    assert "already holds a classification dataset" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- validator
+def test_validator_catches_a_dataset_json_that_disagrees_with_the_files(roots, capsys):
+    src = task_tree(roots / "task2", 2)
+    convert_fomo_task(src, 2, 2, progress=False)
+    target = raw(roots, "Dataset002_FOMOTask2Meningioma")
+    data = json.loads((target / "dataset.json").read_text())
+    data["numTraining"] = 5
+    data["case_subjects"]["sub_9"] = "sub_9"
+    (target / "dataset.json").write_text(json.dumps(data))
+    write_nifti(target / "imagesTr" / "sub_1_0003.nii.gz")  # a 4th channel dataset.json does not know
+    (target / "imagesTr" / "sub_3_0000.nii").write_bytes(b"")  # wrong ending
+    (target / "labelsTr" / "sub_1.nii.gz").unlink()
+    mask = np.zeros(SHAPE)
+    mask[1, 1, 1] = 2
+    write_nifti(target / "labelsTr" / "sub_2.nii.gz", mask, dtype=np.uint8)  # a value that is no label
+    write_nifti(target / "labelsTr" / "sub_77.nii.gz", mask, dtype=np.uint8)  # label without images
+    problems = validate_raw_dataset(target)
+    text = "\n".join(str(p) for p in problems)
+    assert "numTraining is 5 but imagesTr holds 3" in text
+    assert "sub_9" in text and "channel 3 is not in channel_names" in text
+    assert "sub_3_0000.nii: name does not follow" in text
+    assert "sub_1.nii.gz: segmentation of case sub_1 is missing" in text
+    assert "values [2] that are not labels" in text and "sub_77.nii.gz: label without images" in text
+    assert main(["validate", "2", "--no-progress", "-np", "1"]) == 1
+    assert "numTraining is 5" in capsys.readouterr().err
+
+
+def test_header_check_finds_truncation_without_reading_voxels_and_accepts_multi_member_gzip(tmp_path):
+    good = write_nifti(tmp_path / "good.nii.gz", shape=(20, 20, 20))
+    assert read_grid(good).ras_shape == (20, 20, 20)
+    uncompressed = gzip.decompress(good.read_bytes())
+    multi = tmp_path / "multi.nii.gz"  # a valid file written in two gzip members (as bgzip does)
+    multi.write_bytes(gzip.compress(uncompressed[:5000]) + gzip.compress(uncompressed[5000:]))
+    assert read_grid(multi).ras_shape == (20, 20, 20)
+    plain = tmp_path / "plain.nii"
+    plain.write_bytes(uncompressed[:-100])
+    with pytest.raises(BadInputError, match="truncated file"):
+        read_grid(plain)
+    with pytest.raises(BadInputError, match="truncated or corrupt"):
+        read_grid(truncate(good))
+
+
+def test_nnunet_raw_dataset_is_imported_as_is(roots):
+    src = roots / "Dataset120_Hippo"
+    for case in ("hippo_1", "hippo_2"):
+        write_nifti(src / "imagesTr" / f"{case}_0000.nii.gz")
+        write_nifti(src / "labelsTr" / f"{case}.nii.gz", np.zeros(SHAPE), dtype=np.uint8)
+    (src / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1"}, "labels": {"background": 0, "hippo": 1},
+                                                  "numTraining": 2, "file_ending": ".nii.gz"}))
+    assert main(["nnunet", str(src), "-d", "12", "--no-progress"]) == 0
+    target = raw(roots, "Dataset012_Hippo")
+    assert load_dataset_json(target).task_type == "segmentation"
+    assert (target / "dataset.json").read_bytes() == (src / "dataset.json").read_bytes()
+    assert len(list_cases(target)[0]) == 2

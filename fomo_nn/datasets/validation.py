@@ -108,10 +108,10 @@ def _decompressed_size(path: Path) -> int:
 
 
 def _check_nifti_length(path: Path, image) -> None:
-    header = image.header
-    if not hasattr(header, "get_data_offset"):
+    proxy = image.dataobj  # the offset nibabel really reads from (vox_offset 0 in a header means 352)
+    if not hasattr(proxy, "offset"):
         return
-    expected = int(header.get_data_offset()) + int(np.prod(image.shape)) * header.get_data_dtype().itemsize
+    expected = int(proxy.offset) + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
     if str(path).lower().endswith(".gz"):
         if _gzip_trailer_size(path) == expected % 2 ** 32:
             return
