@@ -378,3 +378,41 @@ def test_nnunet_raw_dataset_is_imported_as_is(roots):
     assert load_dataset_json(target).task_type == "segmentation"
     assert (target / "dataset.json").read_bytes() == (src / "dataset.json").read_bytes()
     assert len(list_cases(target)[0]) == 2
+
+
+def test_validator_checks_a_pretraining_manifest_against_its_files(roots):
+    src = fomo60k_tree(roots / "corpus")
+    convert_fomo60k(src, 1, progress=False)
+    target = raw(roots, "Dataset001_FOMO60K")
+    (src / "sub_1" / "ses_2" / "t2.nii.gz").unlink()
+    data = json.loads((target / "dataset.json").read_text())
+    data["numTraining"] = 9
+    (target / "dataset.json").write_text(json.dumps(data))
+    text = "\n".join(str(p) for p in validate_raw_dataset(target, check_images=False))
+    assert f"{src / 'sub_1/ses_2/t2.nii.gz'}: file does not exist" in text
+    assert "numTraining is 9 but manifest.json lists 7 images" in text
+
+
+def test_scans_are_copied_when_hard_links_fail(roots, monkeypatch):
+    def no_links(*_):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    src = task_tree(roots / "task3", 3, subjects=("sub_1",))
+    report = convert_fomo_task(src, 3, 4, progress=False)
+    written = raw(roots, "Dataset004_FOMOTask3BrainAge") / "imagesTr" / "sub_1_0000.nii.gz"
+    assert report.notes[0] == "images copied 2"
+    assert written.read_bytes() == (src / "preprocessed/sub_1/ses_1/t1.nii.gz").read_bytes()
+    assert not os.path.samefile(written, src / "preprocessed/sub_1/ses_1/t1.nii.gz")
+
+
+def test_a_plain_nii_source_is_only_gzip_compressed(roots):
+    src = task_tree(roots / "task3", 3, subjects=("sub_1",))
+    original = src / "preprocessed/sub_1/ses_1/t1.nii.gz"
+    plain = original.with_name("t1.nii")
+    plain.write_bytes(gzip.decompress(original.read_bytes()))
+    original.unlink()
+    report = convert_fomo_task(src, 3, 4, progress=False)
+    written = raw(roots, "Dataset004_FOMOTask3BrainAge") / "imagesTr" / "sub_1_0000.nii.gz"
+    assert report.converted == 1 and "compressed 1" in report.notes[0]
+    assert gzip.decompress(written.read_bytes()) == plain.read_bytes()

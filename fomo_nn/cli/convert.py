@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             return _validate(args)
         report = _convert(args)
-    except (BadInputError, ValueError, FileNotFoundError) as error:
+    except (BadInputError, ValueError, OSError) as error:
         print(f"fomo_nn_convert {args.command}: error: {error}", file=sys.stderr)
         return 2
     print(report.summary())

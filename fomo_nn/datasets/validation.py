@@ -217,7 +217,7 @@ def validate_raw_dataset(dataset_dir: str | os.PathLike, check_images: bool = Tr
     except BadInputError as error:
         return [error]
     if spec.task_type == "pretraining":
-        return _validate_pretraining(dataset_dir, check_images, num_processes, progress)
+        return _validate_pretraining(dataset_dir, spec, check_images, num_processes, progress)
     if not (dataset_dir / "imagesTr").is_dir():
         return [BadInputError(dataset_dir / "imagesTr", "folder is missing")]
     problems = _check_dataset_json_against_files(dataset_dir, spec)
@@ -228,7 +228,7 @@ def validate_raw_dataset(dataset_dir: str | os.PathLike, check_images: bool = Tr
     return problems
 
 
-def _validate_pretraining(dataset_dir: Path, check_images: bool, num_processes: int,
+def _validate_pretraining(dataset_dir: Path, spec: DatasetSpec, check_images: bool, num_processes: int,
                           progress: bool) -> list[BadInputError]:
     from fomo_nn.datasets.manifest import MANIFEST_NAME, load_manifest
 
@@ -245,6 +245,9 @@ def _validate_pretraining(dataset_dir: Path, check_images: bool, num_processes: 
         seen.add(image.image_id)
     if not manifest.images:
         problems.append(BadInputError(manifest_path, "the manifest lists no images"))
+    if spec.num_training is not None and spec.num_training != len(manifest.images):
+        problems.append(BadInputError(dataset_dir / "dataset.json", f"numTraining is {spec.num_training} but "
+                                                                    f"{MANIFEST_NAME} lists {len(manifest.images)} images"))
     paths = [manifest.absolute_path(image) for image in manifest.images]
     return problems + check_image_files(paths, check_images, num_processes, progress, "validating images")
 
