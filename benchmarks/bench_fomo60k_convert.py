@@ -10,6 +10,7 @@ written directly, so building is quick), shaped like the real corpus (about 4.4 
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import os
 import shutil
@@ -34,7 +35,6 @@ def tiny_nifti_bytes(seed: int) -> bytes:
     holder = io.BytesIO()
     file_map = nib.Nifti1Image.make_file_map({"image": holder})
     image.to_file_map(file_map)
-    import gzip
 
     return gzip.compress(holder.getvalue(), compresslevel=1)
 

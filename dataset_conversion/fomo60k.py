@@ -59,7 +59,8 @@ def convert_fomo60k(src: str | os.PathLike, dataset: str | int = 1, name: str | 
     if not images:
         report.notes.append("nothing written: no usable image")
         return report
-    manifest = Manifest(str(source_root), [_manifest_image(im) for im in images], sources=[target.name.split("_", 1)[1]])
+    name = target.name.split("_", 1)[1]
+    manifest = Manifest(str(source_root), [_manifest_image(im) for im in images], sources=[name])
     _save(target, manifest, images, check)
     families = Counter(sequence_family(im.sequence) for im in images)
     report.notes.append(f"{manifest.num_subjects} subjects, {manifest.num_sessions} sessions; sequence families: "

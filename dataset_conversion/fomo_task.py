@@ -51,6 +51,12 @@ class TaskRule:
     def channel_names(self) -> dict[str, str]:
         return {str(i): rule.name for i, rule in enumerate(self.channels)}
 
+    @property
+    def label_kind(self) -> str:
+        if self.label_stem == "seg":
+            return "mask"
+        return "class" if self.task_type == "classification" else "value"
+
 
 _SWI_OR_T2S = ChannelRule("swi_or_t2s", ("swi", "t2s"))
 TASK_RULES = {
@@ -169,7 +175,7 @@ def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path,
             choices[channel.name] = sequence
     label_file, label_kind = None, None
     if expect_labels:
-        label_kind = "mask" if rule.label_stem == "seg" else ("class" if rule.task_type == "classification" else "value")
+        label_kind = rule.label_kind
         label = find_task_label(src, subject, rule.label_stem)
         if label is None:
             ending = ".txt" if rule.label_stem == "label" else FILE_ENDING
@@ -180,8 +186,8 @@ def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path,
         else:
             label_file = str(label)
     classes = [int(k) for k in rule.targets.get("classes", {})]
-    job = CaseJob(subject.subject, len(rule.channels), channel_files, label_file, label_kind, classes, str(images_dir), str(labels_dir),
-                  link, problems)
+    job = CaseJob(subject.subject, len(rule.channels), channel_files, label_file, label_kind, classes,
+                  str(images_dir), str(labels_dir), link, problems)
     return job, choices
 
 

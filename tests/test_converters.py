@@ -189,7 +189,8 @@ def test_task1_channel_order_swi_or_t2s_rule_and_both_label_layouts(roots):
         for channel, sequence in enumerate(["dwi_b1000", "flair", "adc", fourth]):
             written = target / "imagesTr" / f"{case}_{channel:04d}.nii.gz"
             assert written.read_bytes() == (folder / f"{sequence}.nii.gz").read_bytes(), (case, channel)
-    assert [(target / "labelsTr" / f"{c}.txt").read_text() for c in ("sub_1", "sub_2", "sub_3")] == ["0\n", "1\n", "0\n"]
+    labels = [(target / "labelsTr" / f"{c}.txt").read_text() for c in ("sub_1", "sub_2", "sub_3")]
+    assert labels == ["0\n", "1\n", "0\n"]
     cases, problems = list_cases(target)
     assert [c.target for c in cases] == [0.0, 1.0, 0.0] and problems == []
     assert validate_raw_dataset(target) == []
@@ -210,7 +211,8 @@ def test_task2_masks_keep_their_exact_geometry_and_images_are_linked(roots):
         np.testing.assert_allclose(mask.affine, AFFINE, atol=1e-6)
         assert int(np.asanyarray(mask.dataobj).sum()) == 4 * (4 + n) * 4
         assert (target / "labelsTr" / f"{case}.nii.gz").read_bytes() == source_mask.read_bytes()
-        assert os.path.samefile(target / "imagesTr" / f"{case}_0001.nii.gz", src / f"preprocessed/{case}/ses_1/flair.nii.gz")
+        flair = src / f"preprocessed/{case}/ses_1/flair.nii.gz"
+        assert os.path.samefile(target / "imagesTr" / f"{case}_0001.nii.gz", flair)  # hard link, no copy
     assert validate_raw_dataset(target) == []
 
 

@@ -247,7 +247,7 @@ def _validate_pretraining(dataset_dir: Path, spec: DatasetSpec, check_images: bo
         problems.append(BadInputError(manifest_path, "the manifest lists no images"))
     if spec.num_training is not None and spec.num_training != len(manifest.images):
         problems.append(BadInputError(dataset_dir / "dataset.json", f"numTraining is {spec.num_training} but "
-                                                                    f"{MANIFEST_NAME} lists {len(manifest.images)} images"))
+                                      f"{MANIFEST_NAME} lists {len(manifest.images)} images"))
     paths = [manifest.absolute_path(image) for image in manifest.images]
     return problems + check_image_files(paths, check_images, num_processes, progress, "validating images")
 
