@@ -33,7 +33,8 @@ def _common(parser: argparse.ArgumentParser, default_name: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fomo_nn_convert", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="fomo_nn_convert", description="Bring data into fomo_nn_raw, and check a "
+                                     "raw dataset.", epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
