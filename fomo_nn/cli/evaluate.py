@@ -1,0 +1,68 @@
+"""fomo_nn_evaluate: score one model's predictions against a reference and write summary.json."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fomo_nn.evaluation.scoring import DEFAULT_NSD_TOLERANCE_MM, evaluate
+from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS
+
+LAYOUTS = """layouts (REF and PRED; case ids must match):
+  CASE.nii.gz / CASE.txt files in one folder (what fomo_nn_predict writes)
+  sub_X/ses_1/seg.nii.gz or sub_X/label.txt (FOMO labels; a task folder holding labels/ also works)
+  a raw dataset folder holding labelsTr/ (or labelsTs/)
+  for classification and regression: a CSV with columns case_id,value (e.g. predictions.csv)
+cases without a prediction are scored as failures (see missing_policy in summary.json)."""
+
+
+def default_output(prediction: Path) -> Path:
+    """summary.json next to the predictions: inside a PRED folder, beside a PRED csv."""
+    return prediction / "summary.json" if prediction.is_dir() else prediction.with_name(f"{prediction.stem}_summary.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fomo_nn_evaluate", description=__doc__, epilog=LAYOUTS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("-r", "--reference", required=True, type=Path, help="reference folder or CSV")
+    parser.add_argument("-p", "--prediction", required=True, type=Path, help="prediction folder or CSV")
+    parser.add_argument("-o", "--output", type=Path, help="summary JSON (default: PRED/summary.json)")
+    parser.add_argument("--nsd-tolerance", type=float, default=DEFAULT_NSD_TOLERANCE_MM, metavar="MM",
+                        help=f"NSD tolerance in mm (default {DEFAULT_NSD_TOLERANCE_MM})")
+    parser.add_argument("--positive-class", type=float, default=None,
+                        help="classification: the class whose probability PRED holds (default: the larger class)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _listing(cases: list[str], limit: int = 10) -> str:
+    shown = ", ".join(cases[:limit])
+    return shown + (f", ... ({len(cases)} in all)" if len(cases) > limit else "")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.nsd_tolerance < 0:
+        parser.error(f"--nsd-tolerance must be >= 0, got {args.nsd_tolerance}")
+    try:
+        summary = evaluate(args.task, args.reference, args.prediction, args.nsd_tolerance, args.positive_class,
+                           progress=not args.quiet)
+        output = summary.save(args.output or default_output(args.prediction))
+    except (ValueError, OSError) as error:  # BadInputError is a ValueError naming the file
+        print(f"fomo_nn_evaluate: error: {error}", file=sys.stderr)
+        return 1
+    labels = {spec.key: spec.label for spec in TASK_METRICS[args.task]}
+    print(f"{args.task}: {len(summary.per_case)} cases, "
+          + ", ".join(f"{labels[key]} {value:.4f}" for key, value in summary.metrics.items()))
+    if summary.missing_cases:
+        print(f"missing predictions, scored as failures ({summary.missing_policy}): {_listing(summary.missing_cases)}")
+    if summary.extra_cases:
+        print(f"predictions without a reference case, ignored: {_listing(summary.extra_cases)}")
+    print(f"summary written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

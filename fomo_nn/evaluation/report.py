@@ -1,0 +1,109 @@
+"""fomo_nn_rank's work: summaries of several models -> leaderboard, bootstrap ranks, tests, tiers, plots."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from fomo_nn.evaluation.bootstrap import BootstrapResult, bootstrap_ranks
+from fomo_nn.evaluation.leaderboard import (LeaderboardRow, ReportSettings, bootstrap_json, build_rows,
+                                            leaderboard_csv, leaderboard_markdown)
+from fomo_nn.evaluation.permutation import PairwiseTest, pairwise_permutation_tests
+from fomo_nn.evaluation.plots import plot_age_scatter, plot_bootstrap_places, plot_dice_per_case, plot_roc_curves
+from fomo_nn.evaluation.ranking import Ranks, aggregate_ranks
+from fomo_nn.evaluation.results import ModelResults, TaskTable, build_task_tables, load_model_results
+from fomo_nn.evaluation.tiers import TierDecision, assign_tiers, leaderboard_order
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import write_json_atomic, write_text_atomic
+
+
+@dataclass
+class Report:
+    names: list[str]
+    rows: list[LeaderboardRow]
+    point_ranks: Ranks
+    bootstrap: BootstrapResult
+    tests: list[PairwiseTest]
+    tiers: dict[str, int]
+    decisions: list[TierDecision]
+    files: list[Path]
+
+
+def _check_nsd_tolerance(models: list[ModelResults]) -> None:
+    scored = [(m.summaries["segmentation"].nsd_tolerance_mm, m.sources["segmentation"])
+              for m in models if "segmentation" in m.summaries]
+    if len({tolerance for tolerance, _ in scored}) > 1:
+        listing = "; ".join(f"{tolerance} mm in {source}" for tolerance, source in scored)
+        raise BadInputError(scored[0][1], f"NSD tolerances differ between models ({listing}); re-evaluate "
+                                          "with one --nsd-tolerance so NSD values are comparable")
+
+
+def _notes(models: list[ModelResults], tasks: list[str]) -> list[str]:
+    notes = []
+    for model in models:
+        absent = [task for task in tasks if task not in model.summaries]
+        if absent:
+            notes.append(f"{model.name} has no {', '.join(absent)} result: ranked last on it.")
+        for task, summary in model.summaries.items():
+            if summary.missing_cases:
+                notes.append(f"{model.name}, {task}: {len(summary.missing_cases)} of {len(summary.per_case)} cases "
+                             f"had no prediction and were scored as failures ({summary.missing_policy}).")
+    if any("segmentation" in m.summaries for m in models):
+        tolerance = next(m.summaries["segmentation"].nsd_tolerance_mm for m in models if "segmentation" in m.summaries)
+        notes.append(f"NSD tolerance: {tolerance} mm.")
+    return notes
+
+
+def _pairwise_csv(tests: list[PairwiseTest]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["task", "metric", "model_a", "model_b", "value_a", "value_b", "better", "p_value", "significant"])
+    for t in tests:
+        writer.writerow([t.task, t.metric, t.model_a, t.model_b, f"{t.value_a:.6g}", f"{t.value_b:.6g}", t.better,
+                         f"{t.p_value:.6g}", int(t.significant)])
+    return buffer.getvalue()
+
+
+def _plots(tables: dict[str, TaskTable], names, point_values, bootstrap, order, tiers, output_dir: Path) -> list[Path]:
+    files = []
+    if "classification" in tables:
+        files.append(plot_roc_curves(tables["classification"], names, point_values["classification"]["auroc"],
+                                     output_dir / "roc_curves.png"))
+    if "segmentation" in tables:
+        files.append(plot_dice_per_case(tables["segmentation"], names, output_dir / "dice_per_case.png"))
+    if "regression" in tables:
+        values = point_values["regression"]
+        files.append(plot_age_scatter(tables["regression"], names, values["mae"], values["pearson_r"],
+                                      output_dir / "age_scatter.png"))
+    files.append(plot_bootstrap_places(bootstrap.places, names, order, tiers, output_dir / "bootstrap_ranks.png"))
+    return files
+
+
+def make_report(result_dirs, output_dir, num_resamples: int = 10_000, seed: int | None = 0, alpha: float = 0.05,
+                num_permutations: int = 10_000, progress: bool = True) -> Report:
+    """Rank the models in `result_dirs` (one folder per model) and write the report into `output_dir`."""
+    models = [load_model_results(path) for path in result_dirs]
+    _check_nsd_tolerance(models)
+    tables = build_task_tables(models)
+    names = [model.name for model in models]
+    point_values = {task: table.point_metrics() for task, table in tables.items()}
+    point_ranks = aggregate_ranks(point_values)
+    bootstrap = bootstrap_ranks(tables, num_resamples, seed, progress)
+    tests = pairwise_permutation_tests(tables, names, num_permutations, seed, alpha)
+    order = leaderboard_order(point_ranks.overall, bootstrap.ranks.overall, names)
+    tiers, decisions = assign_tiers(order, bootstrap.ranks.overall, names, alpha)
+    rows = build_rows(names, point_values, point_ranks, bootstrap, order, tiers)
+    settings = ReportSettings(num_resamples, seed, alpha, num_permutations)
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = _plots(tables, names, point_values, bootstrap, order, tiers, output_dir)
+    markdown = leaderboard_markdown(rows, list(tables), settings, decisions, tests, _notes(models, list(tables)),
+                                    [path.name for path in files])
+    files += [write_text_atomic(output_dir / "leaderboard.md", markdown),
+              write_text_atomic(output_dir / "leaderboard.csv", leaderboard_csv(rows)),
+              write_text_atomic(output_dir / "pairwise_tests.csv", _pairwise_csv(tests)),
+              write_json_atomic(output_dir / "ranks_bootstrap.json",
+                                bootstrap_json(names, point_values, point_ranks, bootstrap, tiers, decisions, settings))]
+    return Report(names, rows, point_ranks, bootstrap, tests, tiers, decisions, files)

@@ -1,0 +1,65 @@
+"""The task metrics for many resamples at once, as functions of case counts.
+
+A bootstrap resample is a row of `counts` (B, n): how many times each case was drawn. Every metric
+is then a weighted statistic of the original cases, so B resamples cost a few (B, n) array passes
+(mostly matrix products) instead of B Python-level metric calls. `counts = ones((1, n))` gives the
+plain metric, which is how the leaderboard's point values are computed too (one code path).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_CONSTANT = 1e-10  # relative variance below which a resample is constant (Pearson r := 0)
+
+
+def weighted_mean(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Resampled means of per-case values (n, M) -> (B, M). Dice, NSD and MAE."""
+    return (counts @ values) / counts.sum(axis=1, keepdims=True)
+
+
+def weighted_pearson(counts: np.ndarray, targets: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """Resampled Pearson r of targets (n,) against each prediction column (n, M) -> (B, M)."""
+    x = targets - targets.mean()
+    y = predictions - predictions.mean(axis=0)
+    total = counts.sum(axis=1)[:, None]
+    sum_x, sum_y = (counts @ x)[:, None], counts @ y
+    sum_xx, sum_yy = (counts @ (x * x))[:, None], counts @ (y * y)
+    covariance = counts @ (x[:, None] * y) - sum_x * sum_y / total
+    var_x, var_y = sum_xx - sum_x ** 2 / total, sum_yy - sum_y ** 2 / total
+    constant = (var_x <= _CONSTANT * sum_xx) | (var_y <= _CONSTANT * sum_yy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = covariance / np.sqrt(var_x * var_y)
+    return np.where(constant, 0.0, np.clip(r, -1.0, 1.0))
+
+
+def _negatives_below(sorted_scores: np.ndarray, sorted_negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each sorted position: how many negatives sort strictly before its tie group, and up to its end."""
+    negatives_before = np.r_[0, np.cumsum(sorted_negative)]  # negatives in sorted[:k]
+    starts_group = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    group = np.cumsum(starts_group) - 1
+    group_start = np.flatnonzero(starts_group)
+    group_end = np.r_[group_start[1:], sorted_scores.size]
+    return negatives_before[group_start[group]], negatives_before[group_end[group]]
+
+
+def weighted_auroc(counts: np.ndarray, positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Resampled AUROC (Mann-Whitney, ties 1/2) of each score column (n, M) -> (B, M).
+
+    Per model the cases are sorted once; in a resample, a positive drawn c times beats every drawn
+    negative below its tie group and half of those inside it, c times over.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = counts[:, positive].sum(axis=1)
+    n_neg = counts[:, ~positive].sum(axis=1)
+    result = np.empty((counts.shape[0], scores.shape[1]))
+    for model in range(scores.shape[1]):
+        order = np.argsort(scores[:, model], kind="stable")
+        sorted_negative = ~positive[order]
+        below, through = _negatives_below(scores[order, model], sorted_negative)
+        negative_counts = np.zeros((counts.shape[0], int(sorted_negative.sum()) + 1))
+        np.cumsum(counts[:, order[sorted_negative]], axis=1, out=negative_counts[:, 1:])
+        positive_positions = np.flatnonzero(~sorted_negative)
+        wins = 0.5 * (negative_counts[:, below[positive_positions]] + negative_counts[:, through[positive_positions]])
+        result[:, model] = np.einsum("bj,bj->b", counts[:, order[positive_positions]], wins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return result / (n_pos * n_neg)[:, None]

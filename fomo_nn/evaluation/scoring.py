@@ -1,0 +1,133 @@
+"""Score one model's predictions against a reference: per-case values and the task's metrics.
+
+A reference case without a prediction is a failure, never skipped (MISSING_POLICY says how it is
+scored, and summary.json repeats it); a prediction without a reference case is reported and ignored.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from fomo_nn.evaluation import metrics
+from fomo_nn.evaluation.case_files import ScalarEntry, find_masks, find_scalars
+from fomo_nn.evaluation.masks import check_same_grid, read_mask
+from fomo_nn.evaluation.summary import EvaluationSummary
+from fomo_nn.evaluation.task_metrics import check_task
+from fomo_nn.io.errors import BadInputError
+
+DEFAULT_NSD_TOLERANCE_MM = 2.0
+MISSING_PROBABILITY = 0.5
+MISSING_POLICY = {
+    "classification": "a case without a prediction gets probability 0.5: uninformative, it ties with "
+                      "every other 0.5 and orders nothing",
+    "segmentation": "a case without a prediction scores Dice 0 and NSD 0",
+    "regression": "a case without a prediction is predicted as the mean of the reference targets "
+                  "(the best constant guess: a failure costs what an uninformed model would)",
+}
+
+
+def _split_cases(reference_ids, prediction_ids) -> tuple[list[str], list[str], list[str]]:
+    """(all reference cases, reference cases without prediction, predictions without reference)."""
+    reference_ids, prediction_ids = set(reference_ids), set(prediction_ids)
+    return sorted(reference_ids), sorted(reference_ids - prediction_ids), sorted(prediction_ids - reference_ids)
+
+
+def _class_labels(reference: Path, entries: dict[str, ScalarEntry], positive_class) -> tuple[dict[str, int], float]:
+    """{case: 1 if positive else 0}, and the positive class (default: the larger of the two classes)."""
+    for entry in entries.values():
+        if entry.value % 1:
+            raise BadInputError(entry.source, f"class label must be a whole number, found {entry.value:g}")
+    classes = sorted({entry.value for entry in entries.values()})
+    if len(classes) > 2:
+        raise BadInputError(reference, f"AUROC scores a binary task, but the reference holds classes "
+                                       f"{', '.join(f'{c:g}' for c in classes)}")
+    positive = classes[-1] if positive_class is None else float(positive_class)
+    if len(classes) == 2 and positive not in classes:
+        raise BadInputError(reference, f"positive class {positive:g} is not one of the reference classes "
+                                       f"{', '.join(f'{c:g}' for c in classes)}")
+    return {case: int(entry.value == positive) for case, entry in entries.items()}, positive
+
+
+def evaluate_classification(reference, prediction, positive_class=None) -> EvaluationSummary:
+    labels, positive = _class_labels(Path(reference), find_scalars(reference), positive_class)
+    predicted = find_scalars(prediction)
+    for entry in predicted.values():
+        if not 0.0 <= entry.value <= 1.0:
+            raise BadInputError(entry.source, f"probability {entry.value:g} is outside [0, 1]")
+    cases, missing, extra = _split_cases(labels, predicted)
+    records = [{"case_id": case, "label": labels[case],
+                "probability": predicted[case].value if case in predicted else MISSING_PROBABILITY,
+                "missing": case not in predicted} for case in cases]
+    try:
+        auroc = metrics.auroc([r["label"] for r in records], [r["probability"] for r in records])
+    except ValueError as error:
+        raise BadInputError(reference, str(error)) from None
+    return EvaluationSummary("classification", records, {"auroc": auroc}, missing, MISSING_POLICY["classification"],
+                             extra, str(reference), str(prediction), positive_class=positive)
+
+
+def _score_mask_pair(reference_file, prediction_file, tolerance_mm: float) -> tuple[float, float, int]:
+    """(Dice, NSD, number of labels merged in the reference) for one case."""
+    reference = read_mask(reference_file)
+    prediction = read_mask(prediction_file)
+    check_same_grid(reference, prediction)
+    nsd = metrics.normalized_surface_distance(reference.foreground, prediction.foreground,
+                                              reference.spacing, tolerance_mm)
+    return metrics.dice(reference.foreground, prediction.foreground), nsd, reference.num_labels
+
+
+def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+                          progress: bool = True) -> EvaluationSummary:
+    if not nsd_tolerance_mm >= 0:
+        raise ValueError(f"NSD tolerance must be >= 0 mm, got {nsd_tolerance_mm}")
+    reference_files, prediction_files = find_masks(reference), find_masks(prediction)
+    cases, missing, extra = _split_cases(reference_files, prediction_files)
+    records, merged = [], []
+    for case in tqdm(cases, desc="scoring masks", unit="case", disable=not progress):
+        if case not in prediction_files:
+            read_mask(reference_files[case])  # a broken reference file is reported even without a prediction
+            records.append({"case_id": case, "dice": 0.0, "nsd": 0.0, "missing": True})
+            continue
+        dice, nsd, num_labels = _score_mask_pair(reference_files[case], prediction_files[case], nsd_tolerance_mm)
+        if num_labels > 1:
+            merged.append(case)
+        records.append({"case_id": case, "dice": dice, "nsd": nsd, "missing": False})
+    if merged:
+        warnings.warn(f"{len(merged)} reference masks hold several labels (e.g. {merged[0]}); all nonzero "
+                      "labels were scored as one foreground", stacklevel=2)
+    aggregate = {"dice": float(np.mean([r["dice"] for r in records])),
+                 "nsd": float(np.mean([r["nsd"] for r in records]))}
+    return EvaluationSummary("segmentation", records, aggregate, missing, MISSING_POLICY["segmentation"], extra,
+                             str(reference), str(prediction), nsd_tolerance_mm=float(nsd_tolerance_mm))
+
+
+def evaluate_regression(reference, prediction) -> EvaluationSummary:
+    targets = {case: entry.value for case, entry in find_scalars(reference).items()}
+    predicted = find_scalars(prediction)
+    cases, missing, extra = _split_cases(targets, predicted)
+    if len(cases) < 2:
+        raise BadInputError(reference, f"regression needs at least 2 reference cases, found {len(cases)}")
+    fallback = float(np.mean(list(targets.values())))
+    records = []
+    for case in cases:
+        value = predicted[case].value if case in predicted else fallback
+        records.append({"case_id": case, "target": targets[case], "prediction": value,
+                        "absolute_error": abs(value - targets[case]), "missing": case not in predicted})
+    truth, guesses = [r["target"] for r in records], [r["prediction"] for r in records]
+    aggregate = {"mae": metrics.mean_absolute_error(truth, guesses), "pearson_r": metrics.pearson_r(truth, guesses)}
+    return EvaluationSummary("regression", records, aggregate, missing, MISSING_POLICY["regression"], extra,
+                             str(reference), str(prediction))
+
+
+def evaluate(task: str, reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+             positive_class=None, progress: bool = True) -> EvaluationSummary:
+    """Score PRED against REF for one task (see case_files for the accepted layouts)."""
+    check_task(task)
+    if task == "classification":
+        return evaluate_classification(reference, prediction, positive_class)
+    if task == "segmentation":
+        return evaluate_segmentation(reference, prediction, nsd_tolerance_mm, progress)
+    return evaluate_regression(reference, prediction)

@@ -1,0 +1,77 @@
+"""summary.json: what fomo_nn_evaluate writes and fomo_nn_rank reads.
+
+Per-case records (what the ranker resamples):
+- classification: {case_id, label, probability, missing}; AUROC is computed on the whole set.
+- segmentation:   {case_id, dice, nsd, missing}; the task's Dice and NSD are case means.
+- regression:     {case_id, target, prediction, absolute_error, missing}; MAE and Pearson r on the set.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fomo_nn.evaluation.task_metrics import TASKS
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import read_json, write_json_atomic
+
+SUMMARY_FORMAT = "fomo_nn_evaluation_summary"
+PER_CASE_FIELDS = {
+    "classification": ("label", "probability"),
+    "segmentation": ("dice", "nsd"),
+    "regression": ("target", "prediction"),
+}
+
+
+@dataclass
+class EvaluationSummary:
+    task: str
+    per_case: list[dict]
+    metrics: dict[str, float] = field(default_factory=dict)
+    missing_cases: list[str] = field(default_factory=list)
+    missing_policy: str = ""
+    extra_cases: list[str] = field(default_factory=list)
+    reference: str = ""
+    prediction: str = ""
+    nsd_tolerance_mm: float | None = None
+    positive_class: float | None = None
+    format: str = SUMMARY_FORMAT
+
+    @property
+    def case_ids(self) -> list[str]:
+        return [record["case_id"] for record in self.per_case]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["num_cases"] = len(self.per_case)
+        data["num_missing"] = len(self.missing_cases)
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, self.to_dict())
+
+
+def summary_from_dict(data: dict, source: str | Path) -> EvaluationSummary:
+    """Validate a parsed summary.json; problems name the file."""
+    task = data.get("task")
+    if task not in TASKS:
+        raise BadInputError(source, f"task {task!r} is not one of {', '.join(TASKS)}")
+    per_case = data.get("per_case")
+    if not isinstance(per_case, list) or not per_case:
+        raise BadInputError(source, "has no per_case records")
+    needed = ("case_id",) + PER_CASE_FIELDS[task]
+    for index, record in enumerate(per_case):
+        absent = [key for key in needed if not isinstance(record, dict) or key not in record]
+        if absent:
+            raise BadInputError(source, f"per_case[{index}] lacks {', '.join(absent)}")
+    known = {name for name in EvaluationSummary.__dataclass_fields__}
+    return EvaluationSummary(**{key: value for key, value in data.items() if key in known})
+
+
+def load_summary(path: str | Path) -> EvaluationSummary:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as error:
+        raise BadInputError(path, f"cannot read summary JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BadInputError(path, "is not a JSON object")
+    return summary_from_dict(data, path)
