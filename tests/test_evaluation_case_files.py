@@ -89,3 +89,25 @@ def test_nrrd_mask_is_read_on_the_same_grid_as_its_nifti_twin(tmp_path):
     check_same_grid(nifti, nrrd)
     np.testing.assert_array_equal(nifti.foreground, nrrd.foreground)
     assert nrrd.spacing == pytest.approx(nifti.spacing)
+
+
+def test_classification_reads_the_positive_probability_from_a_predict_csv(tmp_path):
+    from fomo_nn.evaluation.scoring import evaluate_classification
+
+    for case, label in (("sub_1", 0), ("sub_2", 1), ("sub_3", 1)):
+        _write(tmp_path / "ref" / case / "label.txt", str(label))
+    # fomo_nn_predict: `value` is the predicted class, prob_<class name> in class order
+    _write(tmp_path / "pred" / "predictions.csv", "case_id,value,prob_healthy,prob_infarct\n"
+           "sub_1,1,0.4,0.6\nsub_2,0,0.55,0.45\nsub_3,1,0.1,0.9\n")
+    summary = evaluate_classification(tmp_path / "ref", tmp_path / "pred")
+    assert [r["probability"] for r in summary.per_case] == [0.6, 0.45, 0.9]
+    assert summary.metrics["auroc"] == 0.5  # 0.45 < 0.6 < 0.9: one of two pairs ordered
+    negative_side = evaluate_classification(tmp_path / "ref", tmp_path / "pred", positive_class=0)
+    assert [r["probability"] for r in negative_side.per_case] == [0.4, 0.55, 0.1]
+
+
+def test_probability_maps_beside_masks_are_not_cases(tmp_path):
+    _save_mask(tmp_path / "case_a.nii.gz", np.ones((4, 4, 4)))
+    _save_mask(tmp_path / "case_a_probabilities.nii.gz", np.ones((4, 4, 4)))
+    _save_mask(tmp_path / "case_b_probabilities.nii.gz", np.ones((4, 4, 4)))  # no case_b: a case of its own
+    assert sorted(find_masks(tmp_path)) == ["case_a", "case_b_probabilities"]

@@ -8,7 +8,10 @@ Accepted, for a folder ROOT (case ids must match between reference and predictio
 - FOMO labels: ROOT/sub_X/ses_1/seg.nii.gz or ROOT/sub_X/seg.nii.gz (label.txt for scalars)
   -> case sub_X. A subject with labels in several sessions gives cases sub_X_ses_N.
 - scalars only: a CSV file (ROOT itself, or ROOT/predictions.csv, or the one *.csv in ROOT) with
-  columns `case_id,value` (extra columns such as prob_<class> are ignored) or two unnamed columns.
+  columns `case_id,value` or two unnamed columns. Classification predictions prefer two prob_<class>
+  columns (fomo_nn_predict writes the predicted class in `value` and the probabilities there).
+Per-case .txt files win over a CSV in the same folder; CASE_probabilities.nii.gz beside CASE.nii.gz
+(fomo_nn_predict --save-probabilities) is not a case.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ MASK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 FOMO_MASK_STEM = "seg"
 FOMO_TARGET_NAME = "label.txt"
 PREDICTIONS_CSV = "predictions.csv"
+PROBABILITY_SUFFIX = "_probabilities"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ def _nested_files(root: Path, matches) -> dict[str, Path]:
     return found
 
 
+def _is_probability_map(case_id: str, found: dict) -> bool:
+    """CASE_probabilities.nii.gz beside CASE.nii.gz: fomo_nn_predict --save-probabilities, not a case."""
+    return case_id.endswith(PROBABILITY_SUFFIX) and case_id[: -len(PROBABILITY_SUFFIX)] in found
+
+
 def find_masks(path: str | Path) -> dict[str, Path]:
     """{case id: mask file} for a folder in any accepted layout."""
     root = resolve_root(path)
@@ -99,7 +108,7 @@ def find_masks(path: str | Path) -> dict[str, Path]:
         if ending:
             _add_case(flat, file.name[: -len(ending)], file, file)
     if flat:
-        return flat
+        return {case: path for case, path in flat.items() if not _is_probability_map(case, flat)}
     nested = _nested_files(root, lambda name: mask_ending(name) is not None
                            and name[: -len(mask_ending(name))] == FOMO_MASK_STEM)
     if not nested:
@@ -128,10 +137,21 @@ def _parse_number(text: str) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def _csv_columns(path: Path, header: list[str]) -> tuple[int, int, bool]:
+def _probability_column(path: Path, names: list[str], index: int) -> int:
+    """fomo_nn_predict's classification CSV: `value` is the predicted class, prob_<class> columns (in class
+    order) hold the probabilities; AUROC needs the positive class's one."""
+    columns = [i for i, name in enumerate(names) if name.startswith("prob_")]
+    if len(columns) != 2:
+        raise BadInputError(path, f"holds {len(columns)} class probability columns; AUROC scores binary tasks")
+    return columns[index]
+
+
+def _csv_columns(path: Path, header: list[str], probability_column: int | None) -> tuple[int, int, bool]:
     """(id column, value column, whether the first row is a header)."""
     names = [name.strip().lower() for name in header]
     if "case_id" in names:
+        if probability_column is not None and any(name.startswith("prob_") for name in names):
+            return names.index("case_id"), _probability_column(path, names, probability_column), True
         if "value" in names:
             return names.index("case_id"), names.index("value"), True
         if len(names) == 2:
@@ -146,7 +166,8 @@ def _csv_columns(path: Path, header: list[str]) -> tuple[int, int, bool]:
     return 0, 1, has_header
 
 
-def read_scalar_csv(path: str | Path) -> dict[str, ScalarEntry]:
+def read_scalar_csv(path: str | Path, probability_column: int | None = None) -> dict[str, ScalarEntry]:
+    """{case id: value}; with `probability_column` (0 or 1), prob_<class> columns win over `value`."""
     path = Path(path)
     try:
         with open(path, newline="") as handle:
@@ -155,7 +176,7 @@ def read_scalar_csv(path: str | Path) -> dict[str, ScalarEntry]:
         raise BadInputError(path, f"cannot read as CSV ({error})") from None
     if not rows:
         raise BadInputError(path, "is empty")
-    id_column, value_column, has_header = _csv_columns(path, rows[0])
+    id_column, value_column, has_header = _csv_columns(path, rows[0], probability_column)
     found: dict[str, ScalarEntry] = {}
     for line_number, row in enumerate(rows[1:] if has_header else rows, start=2 if has_header else 1):
         if len(row) <= max(id_column, value_column):
@@ -178,13 +199,17 @@ def _csv_in(root: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def find_scalars(path: str | Path) -> dict[str, ScalarEntry]:
-    """{case id: number} for a CSV file or a folder in any accepted layout."""
+def find_scalars(path: str | Path, probability_column: int | None = None) -> dict[str, ScalarEntry]:
+    """{case id: number} for a CSV file or a folder in any accepted layout.
+
+    `probability_column`: for classification predictions, which of two prob_<class> CSV columns (in class
+    order) is the positive class's probability; per-case .txt files hold that probability already.
+    """
     root = resolve_root(path)
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise BadInputError(root, "expected a folder of per-case .txt files or a .csv file")
-        return read_scalar_csv(root)
+        return read_scalar_csv(root, probability_column)
     flat: dict[str, ScalarEntry] = {}
     for file in sorted(p for p in root.glob("*.txt") if p.is_file() and _visible(p)):
         _add_case(flat, file.stem, ScalarEntry(read_number_txt(file), str(file)), file)
@@ -197,4 +222,4 @@ def find_scalars(path: str | Path) -> dict[str, ScalarEntry]:
     if csv_file is None:
         raise BadInputError(root, "no per-case values found: expected CASE.txt files, "
                                   "sub_X/[ses_1/]label.txt, or a CSV with columns case_id,value")
-    return read_scalar_csv(csv_file)
+    return read_scalar_csv(csv_file, probability_column)

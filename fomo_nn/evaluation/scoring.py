@@ -35,8 +35,9 @@ def _split_cases(reference_ids, prediction_ids) -> tuple[list[str], list[str], l
     return sorted(reference_ids), sorted(reference_ids - prediction_ids), sorted(prediction_ids - reference_ids)
 
 
-def _class_labels(reference: Path, entries: dict[str, ScalarEntry], positive_class) -> tuple[dict[str, int], float]:
-    """{case: 1 if positive else 0}, and the positive class (default: the larger of the two classes)."""
+def _class_labels(reference: Path, entries: dict[str, ScalarEntry], positive_class) -> tuple[dict[str, int], float, int]:
+    """{case: 1 if positive else 0}, the positive class (default: the larger of the two classes), and its
+    position among the classes (which prob_<class> column of a predictions CSV holds its probability)."""
     for entry in entries.values():
         if entry.value % 1:
             raise BadInputError(entry.source, f"class label must be a whole number, found {entry.value:g}")
@@ -48,12 +49,13 @@ def _class_labels(reference: Path, entries: dict[str, ScalarEntry], positive_cla
     if len(classes) == 2 and positive not in classes:
         raise BadInputError(reference, f"positive class {positive:g} is not one of the reference classes "
                                        f"{', '.join(f'{c:g}' for c in classes)}")
-    return {case: int(entry.value == positive) for case, entry in entries.items()}, positive
+    position = 0 if len(classes) == 2 and positive == classes[0] else 1
+    return {case: int(entry.value == positive) for case, entry in entries.items()}, positive, position
 
 
 def evaluate_classification(reference, prediction, positive_class=None) -> EvaluationSummary:
-    labels, positive = _class_labels(Path(reference), find_scalars(reference), positive_class)
-    predicted = find_scalars(prediction)
+    labels, positive, position = _class_labels(Path(reference), find_scalars(reference), positive_class)
+    predicted = find_scalars(prediction, probability_column=position)
     for entry in predicted.values():
         if not 0.0 <= entry.value <= 1.0:
             raise BadInputError(entry.source, f"probability {entry.value:g} is outside [0, 1]")
