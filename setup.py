@@ -2,6 +2,19 @@ from setuptools import find_packages, setup
 
 # Console scripts are registered only once their command works end to end.
 CONSOLE_SCRIPTS = [
+    "fomo_nn_demo = fomo_nn.cli.demo:main",
+    "fomo_nn_generate_sample_data = fomo_nn.cli.generate_sample_data:main",
+    "fomo_nn_convert = fomo_nn.cli.convert:main",
+    "fomo_nn_plan_and_preprocess = fomo_nn.cli.plan_and_preprocess:main",
+    "fomo_nn_extract_fingerprint = fomo_nn.cli.plan_and_preprocess:main_fingerprint",
+    "fomo_nn_plan = fomo_nn.cli.plan_and_preprocess:main_plan",
+    "fomo_nn_preprocess = fomo_nn.cli.plan_and_preprocess:main_preprocess",
+    "fomo_nn_show_augmentations = fomo_nn.cli.show_augmentations:main",
+    "fomo_nn_train = fomo_nn.cli.train:main",
+    "fomo_nn_export_encoder = fomo_nn.cli.export_encoder:main",
+    "fomo_nn_predict = fomo_nn.cli.predict:main",
+    "fomo_nn_evaluate = fomo_nn.cli.evaluate:main",
+    "fomo_nn_rank = fomo_nn.cli.rank:main",
 ]
 
 setup(

@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
                         help="method/head setting, e.g. --set mask_ratio=0.75 (repeatable)")
     parser.add_argument("-p", "--plans", help="path to a plans.json other than the preprocessed dataset's")
-    parser.add_argument("--output", help="output folder (default: fomo_nn_results/<dataset>/<trainer>__<plans>/fold_X)")
+    parser.add_argument("--tag", help="suffix of the model folder, to keep variants apart "
+                                      "(e.g. --tag mae -> classification__fomo_nnPlans__3d_fullres__mae)")
+    parser.add_argument("--output", help="fold folder (default: fomo_nn_results/<dataset>/"
+                                         "<trainer>__<plans>__<configuration>[__<tag>]/fold_X)")
     return parser
 
 
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
     if args.linear_probe:
         training["linear_probe"] = True
     try:
-        output = train(args.dataset, args.fold, trainer=args.trainer, plans_path=args.plans, output=args.output,
+        output = train(args.dataset, args.fold, trainer=args.trainer, plans_path=args.plans, output=args.output, tag=args.tag,
                        device=args.device, epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch,
                        validation_iterations=args.validation_iterations, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, num_workers=args.num_workers,

@@ -11,12 +11,14 @@ from fomo_nn.training.registry import trainer_for
 FOLDS = ("0", "1", "2", "3", "4", "all")
 
 
-def model_folder_name(trainer_name: str, plans_name: str, configuration: str) -> str:
-    return f"{trainer_name}__{plans_name}__{configuration}"
+def model_folder_name(trainer_name: str, plans_name: str, configuration: str, tag: str | None = None) -> str:
+    """`<trainer>__<plans>__<configuration>[__<tag>]`: the tag keeps e.g. MAE- and scratch-finetuned apart."""
+    name = f"{trainer_name}__{plans_name}__{configuration}"
+    return f"{name}__{tag}" if tag else name
 
 
 def train(dataset, fold, trainer: str | None = None, plans_path: str | None = None, output: str | None = None,
-          **option_values) -> Path:
+          tag: str | None = None, **option_values) -> Path:
     fold = str(fold)
     if fold not in FOLDS:
         raise ValueError(f"fold must be one of {', '.join(FOLDS)}, got {fold!r}")
@@ -27,6 +29,7 @@ def train(dataset, fold, trainer: str | None = None, plans_path: str | None = No
     if plans.task_type == "pretraining" and fold != "all":
         raise ValueError("pretraining uses every scan: use fold 'all'")
     out = Path(output) if output else (paths.results_root() / name /
-                                       model_folder_name(cls.name, plans.plans_name, plans.configuration) / f"fold_{fold}")
+                                       model_folder_name(cls.name, plans.plans_name, plans.configuration, tag) /
+                                       f"fold_{fold}")
     options = TrainerOptions(**option_values)
     return cls(plans, preprocessed, out, fold, options).run()

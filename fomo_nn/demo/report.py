@@ -1,0 +1,88 @@
+"""REPORT.md: the leaderboard in FOMO25's columns and an honest answer per task."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from fomo_nn.utils.files import write_text_atomic
+
+COLUMNS = [("auroc", "AUROC", True), ("dice", "Dice", True), ("nsd", "NSD", True), ("pearson_r", "Pearson r", True),
+           ("mae", "MAE", False)]
+TASK_METRICS = {"classification": ["auroc"], "segmentation": ["dice", "nsd"], "regression": ["pearson_r", "mae"]}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _value(text: str | None) -> float | None:
+    return None if text in (None, "") else float(text)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def task_verdict(rows: list[dict], family: str, scratch: str, tests: list[dict]) -> str:
+    """One line: did the best pretrained model beat the from-scratch baseline on this task's metrics?"""
+    by_model = {row["model"]: row for row in rows}
+    baseline = by_model.get(scratch)
+    pretrained = [row for row in rows if row["model"] != scratch]
+    if baseline is None or not pretrained:
+        return "no comparison possible"
+    parts = []
+    for key in TASK_METRICS[family]:
+        higher = dict((k, h) for k, _, h in COLUMNS)[key]
+        values = [(float(r[key]), r["model"]) for r in pretrained if r[key] != ""]
+        if not values or baseline[key] == "":
+            continue
+        best_value, best_model = max(values) if higher else min(values)
+        base_value = float(baseline[key])
+        won = best_value > base_value if higher else best_value < base_value
+        p_value = next((float(t["p_value"]) for t in tests if t["metric"] == key and
+                        {t["model_a"], t["model_b"]} == {best_model, scratch}), None)
+        significance = "" if p_value is None else f", permutation p = {p_value:.3g}"
+        parts.append(f"{key} {best_value:.3f} ({best_model}) vs {base_value:.3f} (scratch): "
+                     f"{'pretraining better' if won else 'pretraining NOT better'}{significance}")
+    return "; ".join(parts) or "no comparison possible"
+
+
+def write_report(pipeline) -> Path:
+    report_dir = pipeline.report_dir
+    rows = _read_csv(report_dir / "leaderboard.csv")
+    tests = _read_csv(report_dir / "pairwise_tests.csv") if (report_dir / "pairwise_tests.csv").is_file() else []
+    lines = ["# fomo_nn demo: does self-supervised pretraining beat supervised training out of domain?", "",
+             f"Budget `{pipeline.budget.name}`, pretraining methods {', '.join(pipeline.methods)}, seed {pipeline.seed}. "
+             "Every model was finetuned on the finetuning split and evaluated on test sites the finetuning data "
+             "never came from (other scanners, orientations, spacings, intensity scales).", "",
+             "## Leaderboard (FOMO25 columns)", "",
+             "| place | model | overall rank | tier | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append(f"| {row['place']} | {row['model']} | {float(row['overall_rank']):.2f} | {row['tier']} | "
+                     + " | ".join(_fmt(_value(row[key])) for key, _, _ in COLUMNS) + " |")
+    lines += ["", "Ranks: per metric, averaged within a task, then across tasks (FOMO25). Tiers from the bootstrap "
+              "distribution of ranks (see report/leaderboard.md for the rule and report/pairwise_tests.csv for "
+              "permutation tests).", "", "## Did pretraining beat the from-scratch baseline?", ""]
+    for task in _tasks(pipeline):
+        lines.append(f"- **{task.key} ({task.family})**: {task_verdict(rows, task.family, pipeline.model_names[0], tests)}")
+    lines += ["", "These numbers come from synthetic sample data and a small compute budget: they show the "
+              "pipeline answering the question, not the answer for real clinical data. Run with "
+              "`--budget full` on FOMO60K and the FOMO task folders for that.", "", "## Plots", ""]
+    for name, title in (("roc_curves.png", "ROC curves (task 1)"), ("dice_per_case.png", "Dice per case (task 2)"),
+                        ("age_scatter.png", "Predicted vs true age (task 3)"),
+                        ("bootstrap_ranks.png", "Bootstrap rank distributions")):
+        if (report_dir / name).is_file():
+            lines += [f"### {title}", "", f"![{title}](report/{name})", ""]
+    lines += ["## Stage times", "", "| stage | seconds |", "|---|---|"]
+    for marker in sorted((pipeline.workdir / ".stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
+        lines.append(f"| {marker.stem} | {json.loads(marker.read_text())['seconds']:.0f} |")
+    return write_text_atomic(pipeline.workdir / "REPORT.md", "\n".join(lines) + "\n")
+
+
+def _tasks(pipeline):
+    from fomo_nn.demo.pipeline import TASKS
+
+    return TASKS
