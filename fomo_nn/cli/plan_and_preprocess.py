@@ -1,0 +1,207 @@
+"""fomo_nn_plan_and_preprocess and its separate steps (argument parsing only; the work is in
+fomo_nn.planning and fomo_nn.preprocessing).
+
+    fomo_nn_plan_and_preprocess -d 2 -np 8                  fingerprint, plan, preprocess
+    fomo_nn_plan_and_preprocess -d 2 --verify               check the raw dataset, write nothing
+    fomo_nn_plan_and_preprocess -d 3 --plans-like PRETRAINED/checkpoint_final.pth
+    fomo_nn_plan_and_preprocess -d 1 --no-preprocess        then, per array job:
+    fomo_nn_preprocess -d 1 --shard $I/$N -np 8
+    fomo_nn_plan_and_preprocess -d 2 -np 2 --base-features 8 --max-features 32 --max-patch 32   (tiny CPU run)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fomo_nn.io import BadInputError
+from fomo_nn.paths import preprocessed_root, raw_root, resolve_dataset_name
+from fomo_nn.preprocessing.dataset_cases import format_problems
+from fomo_nn.preprocessing.parallel import WorkerDiedError
+from fomo_nn.preprocessing.sharding import parse_shard
+
+
+def _default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _add_dataset(parser):
+    parser.add_argument("-d", "--dataset", required=True, help="dataset id (2) or folder name (Dataset002_Name)")
+
+
+def _add_workers(parser):
+    parser.add_argument("-np", "--num-workers", type=int, default=_default_workers(),
+                        help="worker processes (default: min(8, CPU cores)); 1 runs in this process")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_fingerprint(parser):
+    parser.add_argument("--fingerprint-cases", type=int, default=None, metavar="N",
+                        help="read at most N (randomly chosen, fixed) cases for the fingerprint "
+                             "(default: all; pretraining corpora: 1000)")
+    parser.add_argument("--clean", action="store_true", help="recompute the fingerprint even if it is up to date")
+
+
+def _add_planner(parser):
+    group = parser.add_argument_group("planner")
+    group.add_argument("--gpu-memory", type=float, default=8.0, metavar="GB",
+                       help="GPU memory target in GB (default 8, nnU-Net's reference)")
+    group.add_argument("--base-features", type=int, default=32, help="features of the first stage (default 32)")
+    group.add_argument("--max-features", type=int, default=320, help="feature cap per stage (default 320)")
+    group.add_argument("--max-patch", type=int, default=None, metavar="VOXELS",
+                       help="cap every patch edge (e.g. 32 for a tiny CPU run)")
+    group.add_argument("--max-batch-size", type=int, default=None, help="cap the batch size")
+    group.add_argument("--encoder", choices=("plain_conv", "residual"), default="plain_conv")
+    group.add_argument("--fusion", choices=("none", "stem_expansion", "shared_encoder"), default="stem_expansion",
+                       help="how multi-sequence task inputs meet the encoder (default stem_expansion)")
+    group.add_argument("--pretraining-family", choices=("pretraining_reconstruction", "pretraining_contrastive"),
+                       default="pretraining_reconstruction", help="augmentation preset of a pretraining corpus")
+    group.add_argument("--target-spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                       help="override the target spacing (mm, RAS order)")
+    group.add_argument("--plans-like", default=None, metavar="CHECKPOINT_OR_PLANS",
+                       help="plan like a pretrained model: its checkpoint (.pth) or plans.json")
+
+
+def _add_preprocess(parser):
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="preprocess only shard I of N (0 <= I < N; needs plans.json from an earlier run)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="exit 0 even if some cases are bad (they are always skipped and listed)")
+    parser.add_argument("--verify", action="store_true", help="check the raw dataset end to end; write nothing")
+
+
+def _planner_options(args):
+    from fomo_nn.planning.planner import PlannerOptions
+    from fomo_nn.planning.sizing import SizingOptions
+
+    sizing = SizingOptions(gpu_memory_gb=args.gpu_memory, base_features=args.base_features,
+                           max_features=args.max_features, encoder=args.encoder, max_patch_edge=args.max_patch,
+                           max_batch_size=args.max_batch_size)
+    return PlannerOptions(sizing=sizing, fusion=args.fusion, pretraining_family=args.pretraining_family,
+                          target_spacing=args.target_spacing)
+
+
+def _folders(dataset):
+    name = resolve_dataset_name(dataset)
+    raw_dir = raw_root() / name
+    if not raw_dir.is_dir():
+        raise BadInputError(raw_dir, "raw dataset folder does not exist")
+    return raw_dir, preprocessed_root() / name
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _verify(args) -> int:
+    from fomo_nn.preprocessing.verify import verify_dataset
+
+    raw_dir, _ = _folders(args.dataset)
+    problems = verify_dataset(raw_dir, args.num_workers, not args.no_progress)
+    if problems:
+        _say(format_problems(problems, f"verify {raw_dir.name}"))
+        return 1
+    _say(f"verify {raw_dir.name}: no problem found")
+    return 0
+
+
+def _fingerprint(args) -> int:
+    from fomo_nn.planning.steps import fingerprint_step
+
+    raw_dir, preprocessed_dir = _folders(args.dataset)
+    fingerprint, problems, reused = fingerprint_step(raw_dir, preprocessed_dir, args.num_workers,
+                                                     args.fingerprint_cases, args.clean, not args.no_progress)
+    args.fingerprint_done = True
+    verb = "reused" if reused else "wrote"
+    _say(f"{verb} {preprocessed_dir / 'dataset_fingerprint.json'} ({fingerprint['num_cases_read']} of "
+         f"{fingerprint['num_cases']} case(s) read)")
+    if problems:
+        _say(format_problems(problems, "bad cases (left out of the fingerprint)"))
+    return 1 if problems and not getattr(args, "skip_bad", False) else 0
+
+
+def _plan(args) -> int:
+    from fomo_nn.planning.plans_like import differences_report
+    from fomo_nn.planning.steps import plan_step
+
+    raw_dir, preprocessed_dir = _folders(args.dataset)
+    plans = plan_step(raw_dir, preprocessed_dir, _planner_options(args), args.plans_like)
+    _say(f"wrote {preprocessed_dir / 'plans.json'}: spacing {plans.target_spacing}, patch {plans.patch_size}, "
+         f"batch {plans.batch_size}, {plans.network.num_stages} stages {plans.network.features_per_stage}")
+    for note in plans.notes:
+        _say(f"  - {note}")
+    if plans.plans_like:
+        _say(differences_report(plans))
+    return 0
+
+
+def _preprocess(args) -> int:
+    from fomo_nn.preprocessing.runner import preprocess_dataset
+
+    raw_dir, preprocessed_dir = _folders(args.dataset)
+    shard = parse_shard(args.shard) if args.shard else None
+    report = preprocess_dataset(raw_dir, preprocessed_dir, args.num_workers, shard, not args.no_progress)
+    _say(report.summary())
+    return 0 if report.ok or args.skip_bad else 1
+
+
+def _run(step, args) -> int:
+    try:
+        return step(args)
+    except (BadInputError, WorkerDiedError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fomo_nn_plan_and_preprocess", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_dataset(parser)
+    _add_workers(parser)
+    _add_fingerprint(parser)
+    _add_planner(parser)
+    _add_preprocess(parser)
+    parser.add_argument("--no-preprocess", action="store_true", help="stop after planning (cluster workflow)")
+    args = parser.parse_args(argv)
+    if args.verify:
+        return _run(_verify, args)
+    if args.shard:
+        _say("--shard: using the existing fingerprint and plans.json, preprocessing this shard only")
+        return _run(_preprocess, args)
+    status = _run(_fingerprint, args)
+    if not getattr(args, "fingerprint_done", False):
+        return status
+    plan_status = _run(_plan, args)
+    if plan_status or args.no_preprocess:
+        return plan_status or status
+    return _run(_preprocess, args) or status
+
+
+def main_fingerprint(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fomo_nn_extract_fingerprint",
+                                     description="Measure a raw dataset (dataset_fingerprint.json).")
+    _add_dataset(parser)
+    _add_workers(parser)
+    _add_fingerprint(parser)
+    parser.add_argument("--skip-bad", action="store_true", help="exit 0 even if some cases are bad")
+    return _run(_fingerprint, parser.parse_args(argv))
+
+
+def main_plan(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fomo_nn_plan", description="Write plans.json from the fingerprint.")
+    _add_dataset(parser)
+    _add_planner(parser)
+    return _run(_plan, parser.parse_args(argv))
+
+
+def main_preprocess(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fomo_nn_preprocess", description="Preprocess the cases per plans.json.")
+    _add_dataset(parser)
+    _add_workers(parser)
+    _add_preprocess(parser)
+    args = parser.parse_args(argv)
+    return _run(_verify if args.verify else _preprocess, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""From a dataset fingerprint to plans.json: every decision made here, with its reason in notes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fomo_nn.datasets.dataset_json import DatasetSpec
+from fomo_nn.planning.family_defaults import augmentation_preset, default_training_plan, task_family
+from fomo_nn.planning.sizing import SizingOptions, plan_sizing
+from fomo_nn.planning.target_spacing import determine_target_spacing
+from fomo_nn.plans.records import FUSION_MODES, NormalizationPlan, Plans
+
+SKULL_STRIPPED_RELATIVE_SIZE = 0.75  # nnU-Net: cropping removes > 25 % of the volume -> background is 0
+
+
+@dataclass
+class PlannerOptions:
+    sizing: SizingOptions = field(default_factory=SizingOptions)
+    fusion: str = "stem_expansion"  # multi-channel task datasets; see fomo_nn.plans.records.FUSION_MODES
+    pretraining_family: str = "pretraining_reconstruction"
+    target_spacing: list[float] | None = None  # override the spacing rule
+    plans_name: str = "fomo_nnPlans"
+
+    def __post_init__(self):
+        if self.fusion not in FUSION_MODES:
+            raise ValueError(f"fusion {self.fusion!r} is not one of {FUSION_MODES}")
+
+
+def case_arrays(fingerprint: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(spacings (N, 3), shapes after crop (N, 3)) of the fingerprinted cases."""
+    cases = fingerprint["cases"]
+    if not cases:
+        raise ValueError("the fingerprint holds no case")
+    return (np.array([c["spacing"] for c in cases], dtype=float),
+            np.array([c["shape_after_crop"] for c in cases], dtype=float))
+
+
+def median_resampled_shape(spacings: np.ndarray, shapes: np.ndarray, target_spacing) -> list[int]:
+    resampled = np.round(shapes * spacings / np.asarray(target_spacing, dtype=float))
+    return [int(v) for v in np.median(resampled, axis=0)]
+
+
+def input_handling(spec: DatasetSpec, fusion: str) -> tuple[list[str], int, str, int]:
+    """(channel names, encoder input channels, fusion, encoder passes per sample)."""
+    if spec.task_type == "pretraining":
+        return spec.channels[:1], 1, "none", 1
+    channels = spec.channels
+    if len(channels) == 1 or fusion == "none":
+        return channels, len(channels), "none", 1
+    if fusion == "shared_encoder":
+        return channels, 1, fusion, len(channels)
+    return channels, len(channels), fusion, 1
+
+
+def output_channels(spec: DatasetSpec) -> int:
+    if spec.task_type == "segmentation":
+        return len(spec.labels)
+    if spec.task_type == "classification":
+        return len(spec.classes)
+    return 1
+
+
+def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: PlannerOptions | None = None,
+                          dataset_name: str | None = None) -> Plans:
+    """The dataset-alone plans (no pretrained model to follow)."""
+    options = options or PlannerOptions()
+    spacings, shapes = case_arrays(fingerprint)
+    if options.target_spacing is not None:
+        target_spacing = [float(s) for s in options.target_spacing]
+        spacing_reason = f"set by the user to {target_spacing} mm"
+    else:
+        target_spacing, spacing_reason = determine_target_spacing(spacings, shapes)
+    median_shape = median_resampled_shape(spacings, shapes, target_spacing)
+    channels, input_channels, fusion, passes = input_handling(spec, options.fusion)
+    num_cases = int(fingerprint.get("num_cases", len(spacings)))
+    dataset_voxels = float(np.prod(median_shape)) * num_cases
+    sizing = plan_sizing(target_spacing, median_shape, options.sizing, input_channels, output_channels(spec),
+                         dataset_voxels, fusion, passes)
+    family = task_family(spec.task_type, options.pretraining_family)
+    notes = [f"target spacing: {spacing_reason}", *sizing.notes,
+             f"network: {options.sizing.encoder} U-Net, features {sizing.network.features_per_stage}",
+             _input_note(spec, channels, input_channels, fusion),
+             _normalization_note(fingerprint), f"augmentation preset: {family}",
+             f"training recipe: {spec.task_type} defaults (see fomo_nn.planning.family_defaults)"]
+    return Plans(
+        dataset_name=dataset_name or spec.name, task_type=spec.task_type, channel_names=channels,
+        target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
+        patch_size=sizing.patch_size, batch_size=sizing.batch_size,
+        normalization=[NormalizationPlan() for _ in channels], network=sizing.network,
+        training=default_training_plan(spec.task_type), augmentation=augmentation_preset(family), method={},
+        labels=spec.labels, classes=spec.classes, target=spec.target,
+        foreground_oversampling=0.33 if spec.task_type == "segmentation" else 0.0,
+        plans_name=options.plans_name, notes=notes)
+
+
+def _input_note(spec: DatasetSpec, channels, input_channels: int, fusion: str) -> str:
+    if spec.task_type == "pretraining":
+        return "input: every image is its own single-channel sample (subject/session kept for pair sampling)"
+    if fusion == "none":
+        return f"input: {len(channels)} channel(s) {channels} stacked into the stem"
+    if fusion == "stem_expansion":
+        return (f"input: {len(channels)} sequences {channels}, fusion stem_expansion (a 1-channel pretrained stem is "
+                f"replicated over the {input_channels} input channels)")
+    return f"input: {len(channels)} sequences {channels}, fusion shared_encoder (one 1-channel encoder per sequence)"
+
+
+def _normalization_note(fingerprint: dict) -> str:
+    relative = float(fingerprint.get("median_relative_size_after_crop", 1.0))
+    if relative < SKULL_STRIPPED_RELATIVE_SIZE:
+        state = f"cropping keeps {relative:.0%} of the volume: background is 0 (skull-stripped)"
+    else:
+        state = (f"cropping keeps {relative:.0%} of the volume: images may not be skull-stripped, so the "
+                 "'foreground' is most of the image")
+    return ("normalization: zscore_foreground per channel and image (clip to the image's 0.5/99.5 foreground "
+            f"percentiles, z-score inside the nonzero mask, background 0); {state}")

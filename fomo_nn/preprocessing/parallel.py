@@ -1,0 +1,102 @@
+"""Run one function over many items in worker processes, and notice when a worker dies.
+
+A worker killed by the out-of-memory killer makes `ProcessPoolExecutor` raise BrokenProcessPool
+on every pending future; we turn that into WorkerDiedError listing the items that were in flight
+(one of them is the culprit) instead of hanging. Only a few items per worker are in flight at a
+time, so that list stays short and a 60K-item run does not queue 60K futures.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+
+from tqdm import tqdm
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+IN_FLIGHT_PER_WORKER = 2
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process exited abruptly (killed for memory, segfault) while these items were running."""
+
+    def __init__(self, in_flight: list[str]):
+        self.in_flight = sorted(in_flight)
+        super().__init__("a worker process died (most often killed for lack of memory) while processing: "
+                         f"{', '.join(self.in_flight)}. Finished work is kept; rerun to resume, with fewer "
+                         "workers (-np) if memory is short.")
+
+
+@contextmanager
+def single_threaded_children():
+    """Workers inherit one BLAS/OpenMP thread each: N workers, N cores, no oversubscription."""
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_parallel(function: Callable, items: Sequence, keys: Sequence[str], num_workers: int,
+                 description: str = "", progress: bool = True) -> Iterator[tuple[str, object]]:
+    """Yield (key, function(item)) as items finish; in this process when num_workers <= 1.
+
+    `function` must be importable by name (workers are spawned, not forked: no inherited locks
+    or thread pools from the parent). Exceptions raised by `function` propagate.
+    """
+    if len(items) != len(keys):
+        raise ValueError("items and keys must have the same length")
+    bar = tqdm(total=len(items), desc=description, disable=not progress or not items, unit="case")
+    try:
+        if num_workers <= 1:
+            for key, item in zip(keys, items):
+                yield key, function(item)
+                bar.update()
+            return
+        yield from _run_in_pool(function, items, keys, num_workers, bar)
+    finally:
+        bar.close()
+
+
+def _run_in_pool(function, items, keys, num_workers, bar):
+    pending_items = iter(zip(keys, items))
+    in_flight = {}
+    with single_threaded_children(), ProcessPoolExecutor(
+            max_workers=num_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            _top_up(pool, function, pending_items, in_flight, num_workers * IN_FLIGHT_PER_WORKER)
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    key = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        raise WorkerDiedError([key, *in_flight.values()]) from None
+                    yield key, result
+                    bar.update()
+                _top_up(pool, function, pending_items, in_flight, num_workers * IN_FLIGHT_PER_WORKER)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+
+
+def _top_up(pool, function, pending_items, in_flight, limit):
+    while len(in_flight) < limit:
+        try:
+            key, item = next(pending_items)
+        except StopIteration:
+            return
+        try:
+            in_flight[pool.submit(function, item)] = key
+        except BrokenProcessPool:
+            raise WorkerDiedError([key, *in_flight.values()]) from None

@@ -1,0 +1,106 @@
+"""Preprocess a whole dataset: parallel, resumable, shardable, bad cases reported at the end.
+
+Cluster workflow (60K scans): plan once, then one array job per shard, e.g.
+    fomo_nn_plan_and_preprocess -d 1 --no-preprocess
+    fomo_nn_preprocess -d 1 --shard $SLURM_ARRAY_TASK_ID/64 -np 8     # array=0-63
+Shards never touch each other's cases; a rerun of any shard skips its finished cases.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fomo_nn.datasets.cases import Case
+from fomo_nn.plans.records import load_plans
+from fomo_nn.preprocessing.case_preprocessing import label_values_of, preprocess_loaded
+from fomo_nn.preprocessing.case_reading import read_case_images
+from fomo_nn.preprocessing.case_store import (is_case_finished, preprocessing_signature, remove_stale_temporaries,
+                                              write_case)
+from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases, format_problems
+from fomo_nn.preprocessing.parallel import run_parallel
+from fomo_nn.preprocessing.sharding import Shard, select_shard
+from fomo_nn.utils.files import write_bytes_atomic
+
+
+@dataclass
+class PreprocessReport:
+    processed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # finished by an earlier run
+    problems: list[CaseProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        text = (f"preprocessed {len(self.processed)} case(s), skipped {len(self.skipped)} already finished, "
+                f"{len(self.problems)} bad, in {self.seconds:.1f} s")
+        if self.problems:
+            text += "\n" + format_problems(self.problems, "bad cases (not preprocessed)")
+        return text
+
+
+@dataclass
+class _Job:
+    case: Case
+    plans: object
+    folder: str
+    signature: str
+
+
+def copy_dataset_json(raw_dir: Path, preprocessed_dir: Path) -> None:
+    write_bytes_atomic(preprocessed_dir / "dataset.json", (raw_dir / "dataset.json").read_bytes())
+
+
+def case_properties(case: Case, properties: dict) -> dict:
+    """Fill the per-case identity the arrays alone do not carry."""
+    return {**properties, "case_id": case.case_id, "target": case.target, "subject": case.subject,
+            "session": case.session, "sequence": case.sequence}
+
+
+def preprocess_one(job: _Job) -> CaseProblem | None:
+    """Worker entry: preprocess and write one case; a bad case is returned, never raised."""
+    case = job.case
+    try:
+        remove_stale_temporaries(job.folder, case.case_id)
+        label_file = case.label_file if job.plans.task_type == "segmentation" else None
+        loaded = read_case_images(case.image_files, label_file, label_values_of(job.plans) if label_file else None)
+        data, seg, properties = preprocess_loaded(loaded, job.plans)
+        del loaded
+        write_case(job.folder, case.case_id, data, seg, case_properties(case, properties), job.signature)
+    except Exception as error:  # reported per case; one bad scan must not stop 60K others
+        return CaseProblem.from_error(case.case_id, error)
+    return None
+
+
+def preprocess_dataset(raw_dir: str | Path, preprocessed_dir: str | Path, num_workers: int = 1,
+                       shard: Shard | None = None, progress: bool = True) -> PreprocessReport:
+    """Preprocess every (shard's) case that is not finished yet, per preprocessed_dir/plans.json."""
+    started = time.perf_counter()
+    raw_dir, preprocessed_dir = Path(raw_dir), Path(preprocessed_dir)
+    plans = load_plans(preprocessed_dir)
+    spec, cases, listing_problems = dataset_cases(raw_dir)
+    copy_dataset_json(raw_dir, preprocessed_dir)
+    folder = preprocessed_dir / plans.configuration
+    folder.mkdir(parents=True, exist_ok=True)
+    signature = preprocessing_signature(plans)
+    by_id = {case.case_id: case for case in cases}
+    report = PreprocessReport(problems=listing_problems if shard is None or shard.index == 0 else [])
+    needs_seg = plans.task_type == "segmentation"
+    todo = []
+    for case_id in select_shard(by_id, shard):
+        if is_case_finished(folder, case_id, signature, needs_seg):
+            report.skipped.append(case_id)
+        else:
+            todo.append(_Job(by_id[case_id], plans, str(folder), signature))
+    label = "preprocessing" + (f" shard {shard}" if shard else "")
+    for case_id, problem in run_parallel(preprocess_one, todo, [job.case.case_id for job in todo], num_workers,
+                                         label, progress):
+        if problem is None:
+            report.processed.append(case_id)
+        else:
+            report.problems.append(problem)
+    report.seconds = time.perf_counter() - started
+    return report
