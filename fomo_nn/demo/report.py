@@ -77,7 +77,8 @@ def write_report(pipeline) -> Path:
         if (report_dir / name).is_file():
             lines += [f"### {title}", "", f"![{title}](report/{name})", ""]
     lines += ["## Stage times", "", "| stage | seconds |", "|---|---|"]
-    for marker in sorted((pipeline.workdir / ".stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
+    markers = [p for p in (pipeline.workdir / ".stages").glob("*.json") if p.name != "config.json"]
+    for marker in sorted(markers, key=lambda p: p.stat().st_mtime):
         lines.append(f"| {marker.stem} | {json.loads(marker.read_text())['seconds']:.0f} |")
     return write_text_atomic(pipeline.workdir / "REPORT.md", "\n".join(lines) + "\n")
 

@@ -22,7 +22,7 @@ class StageRunner:
     def __init__(self, workdir: Path, stages: list[Stage], config: dict):
         self.markers = Path(workdir) / ".stages"
         self.stages = stages
-        self.config = config
+        self.config = json.loads(json.dumps(config))  # as it will read back from disk
 
     def marker(self, stage: Stage) -> Path:
         return self.markers / f"{stage.name}.json"
