@@ -1,0 +1,103 @@
+"""What every self-supervised pretraining trainer shares on top of the base loop.
+
+- the network comes from `build_pretraining_network(plans, method, **settings)`;
+- sampling is stated per method: i.i.d. scans, or pairs of scans of one subject (SubjectPairSource);
+- a few subjects are held out for validation (scans of one subject never on both sides);
+- every checkpoint carries the adaptation record (architecture, plans, encoder/stem keys, method
+  settings, data provenance), so finetuning rebuilds the same encoder and knows what it was fed;
+- method settings = defaults | plans.method | --set, checked against the defaults so a typo fails.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from fomo_nn.networks import adaptation_record, build_pretraining_network
+from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
+from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
+from fomo_nn.training.data.preprocessed import PreprocessedCase
+from fomo_nn.training.pretraining.provenance import data_provenance
+from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, split_by_subject
+
+SAMPLING_MODES = ("iid", "subject_pairs")
+ADAPTATION_RECORD_KEY = "adaptation"  # the key finetuning (training/finetuning/pretrained.py) reads
+SPLIT_FILE = "pretraining_split.json"
+
+
+class PretrainingTrainer(BaseTrainer):
+    """Base of the SSL trainers; subclasses set name/description/sampling and the loss."""
+
+    task_types: ClassVar[tuple[str, ...]] = ("pretraining",)
+    augmentation_family: ClassVar[str] = "pretraining_reconstruction"
+    sampling: ClassVar[str] = "iid"  # iid | subject_pairs
+    validation_fraction: ClassVar[float] = VALIDATION_FRACTION
+    min_validation_subjects: ClassVar[int] = 1  # 2 where a loss needs negatives from another subject
+
+    def __init__(self, plans, preprocessed_dir, output_dir, fold, options: TrainerOptions | None = None):
+        super().__init__(plans, preprocessed_dir, output_dir, fold, options)
+        self._check_known_settings()
+        self.check_settings()
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"{type(self).__name__}.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        self._record: dict | None = None
+        self.all_cases: list[PreprocessedCase] = []
+
+    # ------------------------------------------------------------------ settings
+    def _check_known_settings(self) -> None:
+        known = set(self.default_method_settings())
+        unknown = sorted(set(self.method) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown} for pretraining method {self.name!r} "
+                             f"(from plans.method or --set); known: {sorted(known)}")
+
+    def check_settings(self) -> None:
+        """Subclasses: raise ValueError naming a setting whose value cannot work."""
+
+    def network_settings(self) -> dict:
+        """Keyword arguments for build_pretraining_network (it keeps only its architecture options)."""
+        return dict(self.method)
+
+    # ------------------------------------------------------------------ network and record
+    def build_network(self) -> nn.Module:
+        return build_pretraining_network(self.plans, self.name, **self.network_settings())
+
+    def adaptation_record(self) -> dict:
+        if self._record is None:
+            settings = {**self.method, **self.network_settings()}
+            self._record = adaptation_record(self.network, self.plans, self.name, settings,
+                                             data_provenance(self.preprocessed_dir, self.all_cases))
+            self._record["pretraining"]["sampling"] = self.sampling
+        return self._record
+
+    def checkpoint_record(self) -> dict:
+        return {ADAPTATION_RECORD_KEY: self.adaptation_record()}
+
+    # ------------------------------------------------------------------ data
+    def split_cases(self, cases: list[PreprocessedCase]) -> tuple[list[PreprocessedCase], list[PreprocessedCase]]:
+        pairs = self.sampling == "subject_pairs"
+        train, val = split_by_subject(cases, self.seed, self.validation_fraction,
+                                      eligible=(lambda scans: len(scans) >= 2) if pairs else (lambda scans: True),
+                                      min_subjects=self.min_validation_subjects)
+        self.all_cases = list(cases)
+        held_out = sorted({c.subject for c in val}) if val is not train else []
+        if self.dist.is_main:
+            self.write_json(SPLIT_FILE, {"validation_subjects": held_out, "num_training_scans": len(train),
+                                         "num_validation_scans": len(val) if held_out else 0,
+                                         "validation_on_training_scans": not held_out})
+        return train, val
+
+    def pair_source(self, cases, read_size, pipeline):
+        return SubjectPairSource(cases, read_size, self.plans.batch_size, pipeline,
+                                 prefer_same_session=float(self.method.get("same_session_probability", 0.5)))
+
+    def make_training_source(self, cases: list[PreprocessedCase]):
+        if self.sampling == "iid":
+            return super().make_training_source(cases)
+        pipeline, read_size = self.training_pipeline()
+        return self.pair_source(cases, read_size, pipeline)
+
+    def make_validation_source(self, cases: list[PreprocessedCase]):
+        if self.sampling == "iid":
+            return PatchSource(cases, self.plans.patch_size, self.plans.batch_size, None)
+        return self.pair_source(cases, self.plans.patch_size, None)
