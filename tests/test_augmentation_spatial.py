@@ -150,3 +150,40 @@ def test_validation_pipeline_centre_crops_and_pads():
     assert float(out[0, :, :, :6].abs().max()) == 0.0
     same = build_validation_pipeline(None)(image=image.clone())["image"]
     assert torch.equal(same, image)
+
+
+def test_cropping_to_the_sampled_box_gives_the_library_result():
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+
+    from fomo_nn.augmentation.plan import resolve_augmentation_plan
+    from fomo_nn.augmentation.spatial import build_spatial_transform
+
+    plan = resolve_augmentation_plan({"spatial": {"rotation": {"p": 1.0, "max_degrees": 20},
+                                                  "scaling": {"p": 1.0, "range": [0.8, 1.2]},
+                                                  "elastic": {"p": 0.5}, "random_crop": True}})
+    read = initial_patch_size(PATCH, plan)
+    image, seg = _phantom(tuple(r + 10 for r in read), labels=(1, 2))  # larger than needed: the crop matters
+    transform = build_spatial_transform(plan["spatial"], PATCH)
+    for seed in range(4):
+        _seed(seed)
+        params = transform.get_parameters(image=image)
+        library = SpatialTransform.apply(transform, {"image": image.clone(), "segmentation": seg.clone()}, **params)
+        ours = transform.apply({"image": image.clone(), "segmentation": seg.clone()}, **params)  # rewrites the grid
+        assert torch.allclose(ours["image"], library["image"], atol=1e-4)
+        assert (ours["segmentation"] != library["segmentation"]).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("sigma", [3.0, 9.0])  # 9 takes the coarse-grid path
+def test_elastic_field_is_smooth_with_the_requested_peak(sigma):
+    from fomo_nn.augmentation.elastic_field import displacement_field
+
+    torch.manual_seed(0)
+    field = displacement_field((64, 64, 64), [sigma] * 3, [4.0, 2.0, 1.0])
+    assert torch.allclose(field.abs().amax(dim=(1, 2, 3)), torch.tensor([4.0, 2.0, 1.0]))
+    for component, peak in zip(field, (4.0, 2.0, 1.0)):
+        steepest = max(float(component.diff(dim=d).abs().max()) for d in range(3))
+        assert steepest < 2.0 * peak / sigma
+        centred = component - component.mean()
+        lag = int(sigma)
+        correlation = float((centred * torch.roll(centred, lag, 0)).mean() / (centred ** 2).mean())
+        assert 0.5 < correlation < 0.95  # Gaussian-smoothed noise: exp(-lag^2 / (4 sigma^2)) ~ 0.78
