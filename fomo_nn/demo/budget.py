@@ -12,8 +12,10 @@ class Budget:
     planner_args: tuple[str, ...]  # passed to fomo_nn_plan_and_preprocess for the pretraining corpus
     pretrain_epochs: int
     pretrain_iterations: int
+    pretrain_lr: float | None  # None: as planned
     finetune_epochs: dict  # per task family
     finetune_iterations: int
+    finetune_lr: float | None
     batch_size: int | None
     num_workers: int
     bootstrap: int
@@ -27,18 +29,18 @@ BUDGETS = {
     # minutes on 2 CPU cores: for the end-to-end test
     "tiny": Budget("tiny", "tiny", ("mae",), ("--base-features", "8", "--max-features", "32", "--max-patch", "32",
                                               "--max-batch-size", "2"),
-                   pretrain_epochs=2, pretrain_iterations=4,
+                   pretrain_epochs=2, pretrain_iterations=4, pretrain_lr=2e-3,
                    finetune_epochs={"classification": 2, "segmentation": 2, "regression": 2},
-                   finetune_iterations=4, batch_size=2, num_workers=0, bootstrap=200, tta=False),
+                   finetune_iterations=4, finetune_lr=1e-3, batch_size=2, num_workers=0, bootstrap=200, tta=False),
     # the README's first command: about 15 minutes on a laptop-class 2-core CPU
     "small": Budget("small", "small", ("mae", "hybrid"),
                     ("--base-features", "8", "--max-features", "64", "--max-patch", "48", "--max-batch-size", "4"),
-                    pretrain_epochs=6, pretrain_iterations=20,
+                    pretrain_epochs=6, pretrain_iterations=20, pretrain_lr=2e-3,
                     finetune_epochs={"classification": 8, "segmentation": 8, "regression": 8},
-                    finetune_iterations=12, batch_size=None, num_workers=2, bootstrap=2000, tta=False),
+                    finetune_iterations=12, finetune_lr=1e-3, batch_size=None, num_workers=2, bootstrap=2000, tta=False),
     # what one would run on GPUs with the real FOMO data
     "full": Budget("full", None, ("mae", "contrastive", "hybrid", "vae", "dino"), (),
-                   pretrain_epochs=100, pretrain_iterations=250,
+                   pretrain_epochs=100, pretrain_iterations=250, pretrain_lr=None,
                    finetune_epochs={"classification": 100, "segmentation": 200, "regression": 100},
-                   finetune_iterations=250, batch_size=None, num_workers=12, bootstrap=10000, tta=True),
+                   finetune_iterations=250, finetune_lr=None, batch_size=None, num_workers=12, bootstrap=10000, tta=True),
 }

@@ -163,14 +163,15 @@ class DemoPipeline:
     def pretrain(self, method: str) -> dict:
         output = self.pretraining_checkpoint(method).parent
         self._train(str(PRETRAINING_DATASET[0]), method, output, self.budget.pretrain_epochs,
-                    iterations=self.budget.pretrain_iterations)
+                    iterations=self.budget.pretrain_iterations, learning_rate=self.budget.pretrain_lr)
         return {"checkpoint": str(self.pretraining_checkpoint(method))}
 
     def finetune(self, task: DemoTask, model: str) -> dict:
         pretrained = None if model == SCRATCH else str(self.pretraining_checkpoint(model.removeprefix("pretrained_")))
         output = self.model_dir(task, model) / "fold_all"
         self._train(str(task.dataset_id), None, output, self.budget.finetune_epochs[task.family],
-                    iterations=self.budget.finetune_iterations, pretrained=pretrained)
+                    iterations=self.budget.finetune_iterations, learning_rate=self.budget.finetune_lr,
+                    pretrained=pretrained)
         return {"model": str(self.model_dir(task, model))}
 
     def predict(self, task: DemoTask, model: str) -> dict:

@@ -7,6 +7,7 @@ clipping, background data loading, checkpoints and resume, logging, DDP) lives h
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from abc import ABC, abstractmethod
 import time
@@ -192,6 +193,11 @@ class BaseTrainer(ABC):
         return self.training.iterations_per_epoch
 
     @property
+    def warmup_epochs(self) -> int:
+        """The plans' warm-up, but never more than a tenth of a (shortened, e.g. --epochs 6) run."""
+        return min(self.training.warmup_epochs, math.ceil(0.1 * self.training.epochs))
+
+    @property
     def total_steps(self) -> int:
         return self.training.epochs * self.steps_per_epoch
 
@@ -225,7 +231,7 @@ class BaseTrainer(ABC):
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = self._build_optimizer()
-        warmup = self.training.warmup_epochs * self.steps_per_epoch
+        warmup = self.warmup_epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_multiplier(self.training.schedule, s, self.total_steps, warmup))
         if self.dist.is_main:
