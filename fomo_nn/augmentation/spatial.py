@@ -73,17 +73,20 @@ class FastSpatialTransform(SpatialTransform):
         sigmas = [s * p for s, p in zip(scales, self.patch_size)]
         magnitudes = [sample_scalar(self.elastic_deform_magnitude, patch_size=self.patch_size, dim=d,
                                     deformation_scale=scales[d]) for d in range(dim)]
-        offsets = displacement_field(self.patch_size, sigmas, magnitudes)
-        displacement = offsets.permute(*range(1, dim + 1), 0)
-        if params["affine"] is not None:
-            displacement = displacement @ torch.from_numpy(params["affine"].T).float()
+        offsets = displacement_field(self.patch_size, sigmas, magnitudes).reshape(dim, -1)
         if self.center_deformation:
-            displacement = displacement - displacement.mean(dim=tuple(range(dim)))
+            offsets = offsets - offsets.mean(dim=1, keepdim=True)
         grid = params["grid"]
         if grid is None:  # no rotation/scaling drawn: the library left the grid out; build the plain crop grid
             centre = torch.tensor([c - s / 2 for c, s in zip(params["center_location_in_pixels"], shape)])
             grid = _to_grid_sample_coordinates(self._get_base_grid_clone() + centre, shape)
-        params.update(grid=grid + _to_grid_sample_coordinates(displacement, shape), elastic_offsets=offsets)
+        # pixel offsets (row vectors) -> through the affine -> grid_sample's normalized, reversed coordinates,
+        # folded into one 3x3 matrix and added to the grid in a single pass
+        linear = np.eye(dim) if params["affine"] is None else params["affine"].T
+        to_grid = (linear @ np.diag([2.0 / s for s in shape]))[:, ::-1]
+        grid = grid.contiguous()
+        grid.view(-1, dim).addmm_(offsets.T, torch.from_numpy(np.ascontiguousarray(to_grid)).float())
+        params.update(grid=grid, elastic_offsets=offsets.reshape(dim, *self.patch_size))
         return params
 
     def apply(self, data_dict, **params):
