@@ -1,0 +1,116 @@
+"""Simulated acquisition sites: how each scanner/protocol/export pipeline writes its images.
+
+Three pools mirror FOMO25: heterogeneous pretraining sources, the finetuning hospitals (images
+already "preprocessed": RAS), and other hospitals for the out-of-domain test split. Each pool has
+fixed templates (so every size and seed contains e.g. a sagittal thick-slice int16 source) and
+seeded continuous parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from dataset_conversion.sample_data.contrast import SEQUENCES
+
+DTYPES = ("float32", "uint16", "int16", "int16_scaled", "int16_offset")
+POOLS = ("pretraining", "finetune", "test")
+
+
+@dataclass(frozen=True)
+class Site:
+    site_id: str
+    pool: str
+    axcodes: str  # direction each array axis points to, e.g. "PIR"
+    spacing_factors: tuple[float, float, float]  # per array axis, times the anatomy voxel size
+    oblique_deg: tuple[float, float, float]
+    fov_factors: tuple[float, float, float]  # per RAS axis, times the anatomy grid extent
+    dtype: str  # one of DTYPES; int16_scaled / int16_offset store scl_slope (and scl_inter)
+    intensity_scale: float
+    adc_scale: float  # stored ADC = ADC[10^-3 mm^2/s] * adc_scale
+    noise_fraction: float
+    bias_strength: float
+    contrast_jitter_sd: float
+    contrast_gain_sd: float
+    pose_deg: float
+    pose_mm: float
+    origin_mm: tuple[float, float, float]
+    seed: int
+
+    def sequence_scale(self, sequence: str) -> float:
+        """Each protocol has its own arbitrary intensity scale per sequence."""
+        rng = np.random.default_rng([self.seed, 1, SEQUENCES.index(sequence)])
+        return float(np.exp(rng.normal(0, 0.25)))
+
+    def contrast_rng(self, sequence: str) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 2, SEQUENCES.index(sequence)])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# (axcodes, spacing factors per array axis, dtype, oblique degrees)
+_TEMPLATES = {
+    "pretraining": (
+        ("RAS", (1.0, 1.0, 1.0), "float32", (0, 0, 0)),
+        ("LPS", (1.0, 1.0, 1.0), "int16_scaled", (0, 0, 0)),
+        ("LAS", (1.0, 1.0, 2.5), "uint16", (0, 0, 0)),  # axial 2D, thick slices
+        ("PIR", (1.0, 1.0, 2.2), "int16_offset", (0, 0, 0)),  # sagittal 2D
+        ("RAS", (1.0, 1.0, 1.0), "float32", (9, 0, 4)),  # oblique
+        ("LIP", (1.0, 1.0, 2.0), "uint16", (0, 0, 0)),  # coronal 2D
+        ("LPS", (0.8, 0.8, 0.8), "int16", (0, 6, -3)),
+        ("RPI", (1.2, 1.2, 1.2), "float32", (0, 0, 0)),
+    ),
+    "finetune": (
+        ("RAS", (1.0, 1.0, 1.0), "float32", (0, 0, 0)),
+        ("RAS", (1.0, 1.0, 1.0), "uint16", (0, 0, 0)),
+        ("RAS", (1.15, 1.15, 1.15), "float32", (0, 0, 0)),
+    ),
+    "test": (
+        ("LPS", (1.0, 1.0, 1.0), "int16_scaled", (5, 0, 0)),
+        ("PIR", (1.0, 1.0, 1.8), "uint16", (0, 0, 0)),
+        ("LAS", (0.9, 0.9, 2.4), "float32", (0, 0, 0)),
+    ),
+}
+# per pool: noise fraction range, bias strength range, contrast jitter sd, gain sd, pose deg, pose mm
+_POOL_RANGES = {
+    "pretraining": ((0.01, 0.05), (0.0, 0.3), 0.05, 0.05, 4.0, 6.0),
+    "finetune": ((0.015, 0.03), (0.0, 0.1), 0.03, 0.03, 0.0, 0.0),
+    "test": ((0.03, 0.07), (0.15, 0.4), 0.08, 0.12, 3.0, 5.0),
+}
+
+
+def _intensity_scale(rng: np.random.Generator, dtype: str) -> tuple[float, float]:
+    """(intensity scale, ADC scale) that fit the storage type."""
+    if dtype == "float32":
+        return float(rng.choice([1.0, 1.0, 600.0]) * rng.uniform(0.7, 1.4)), float(rng.choice([1.0, 0.001]))
+    low, high = {"uint16": (800, 4000), "int16": (300, 1500), "int16_scaled": (500, 20000),
+                 "int16_offset": (1000, 6000)}[dtype]
+    return float(rng.uniform(low, high)), 1000.0
+
+
+def build_sites(seed: int) -> dict[str, list[Site]]:
+    """All sites of all pools for a generator seed."""
+    sites = {}
+    for pool_index, pool in enumerate(POOLS):
+        noise, bias, jitter, gain, pose_deg, pose_mm = _POOL_RANGES[pool]
+        pool_sites = []
+        for index, (axcodes, spacing, dtype, oblique) in enumerate(_TEMPLATES[pool]):
+            rng = np.random.default_rng([seed, 3, pool_index, index])
+            in_plane = rng.uniform(0.92, 1.08)
+            thick = spacing[2] != spacing[0]
+            factors = (spacing[0] * in_plane, spacing[1] * in_plane,
+                       spacing[2] * (rng.uniform(0.95, 1.05) if thick else in_plane))
+            scale, adc_scale = _intensity_scale(rng, dtype)
+            registered = pool == "finetune"
+            pool_sites.append(Site(
+                site_id=f"{pool}_{index + 1}", pool=pool, axcodes=axcodes,
+                spacing_factors=tuple(round(float(f), 4) for f in factors), oblique_deg=tuple(float(v) for v in oblique),
+                fov_factors=tuple(round(float(v), 4) for v in rng.uniform(1.0, 1.2, 3)), dtype=dtype,
+                intensity_scale=round(scale, 4), adc_scale=adc_scale,
+                noise_fraction=round(float(rng.uniform(*noise)), 4), bias_strength=round(float(rng.uniform(*bias)), 4),
+                contrast_jitter_sd=jitter, contrast_gain_sd=gain, pose_deg=pose_deg, pose_mm=pose_mm,
+                origin_mm=(0.0, 0.0, 0.0) if registered else tuple(round(float(v), 2) for v in rng.normal(0, 20, 3)),
+                seed=int(rng.integers(2 ** 31))))
+        sites[pool] = pool_sites
+    return sites

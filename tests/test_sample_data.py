@@ -1,0 +1,282 @@
+"""The synthetic FOMO-like sample: layout, determinism, geometry, heterogeneity and learnable signal."""
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dataset_conversion.sample_data.config import config_for_size
+from dataset_conversion.sample_data.generate import METADATA_FILE, MARKER_FILE, generate_sample_data
+from dataset_conversion.sample_data.sites import build_sites
+from dataset_conversion.sample_data.task_cases import plan_task_cases, simulate_task_case
+from dataset_conversion.sample_data.tissues import AnatomyGrid
+from fomo_nn.cli.generate_sample_data import main as cli_main
+from fomo_nn.io import BadInputError, read_image
+
+FOMO60K_NAME = re.compile(r"^(t1|t2|flair|dwi_b1000|adc|swi|t2s|pd)(_\d+)?\.nii\.gz$|^scan_\d+\.nii\.gz$")
+TINY = config_for_size("tiny")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample") / "data"
+    metadata = generate_sample_data(out, seed=0, size="tiny", num_workers=1, progress=False)
+    return out, metadata
+
+
+def _load(path):
+    image = nib.load(str(path))
+    return np.asarray(image.dataobj, dtype=np.float64), image
+
+
+def _cases(metadata, task, splits=("finetune", "test")):
+    return [case for split in splits for case in metadata[split][f"task{task}"]]
+
+
+def _pretraining_files(out):
+    return sorted((out / "fomo60k").glob("sub_*/ses_*/*.nii.gz"))
+
+
+def test_layout_and_counts(sample):
+    out, metadata = sample
+    assert json.loads((out / METADATA_FILE).read_text()) == json.loads(json.dumps(metadata))
+    assert not (out / MARKER_FILE).exists()
+    assert metadata["counts"]["pretraining"]["subjects"] == TINY.pretraining_subjects == 12
+    files = _pretraining_files(out)
+    assert len(files) == metadata["counts"]["pretraining"]["images"]
+    assert all(FOMO60K_NAME.match(f.name) for f in files)
+    sessions = {f.parent for f in files}
+    assert all(2 <= len(list(s.glob("*.nii.gz"))) <= 5 for s in sessions)
+    assert len({s.parent for s in sessions}) == 12 and len(sessions) > 12  # some subjects have several sessions
+    for split, expected in (("finetune", {"task1": 10, "task2": 8, "task3": 16}), ("test", {"task1": 8, "task2": 6,
+                                                                                            "task3": 12})):
+        for task, count in expected.items():
+            assert metadata["counts"][split][task]["cases"] == count
+            subjects = sorted((out / split / task / "preprocessed").glob("sub_*"))
+            assert len(subjects) == count
+            for subject in subjects:
+                assert [p.name for p in subject.iterdir()] == ["ses_1"]
+                names = {p.name for p in (subject / "ses_1").iterdir()}
+                if task == "task1":
+                    assert {"dwi_b1000.nii.gz", "flair.nii.gz", "adc.nii.gz"} < names and len(names) == 4
+                    assert names & {"swi.nii.gz", "t2s.nii.gz"}
+                elif task == "task2":
+                    assert {"dwi_b1000.nii.gz", "flair.nii.gz"} < names and len(names) == 3
+                else:
+                    assert names == {"t1.nii.gz", "t2.nii.gz"}
+                labels = out / split / task / "labels" / subject.name
+                label_dir = labels / "ses_1" if split == "finetune" else labels  # test: no ses_1 level
+                label = label_dir / ("seg.nii.gz" if task == "task2" else "label.txt")
+                assert label.is_file(), label
+    susceptibility = [set(c["images"]) & {"swi", "t2s"} for c in _cases(metadata, 1) + _cases(metadata, 2)]
+    assert {"swi"} in susceptibility and {"t2s"} in susceptibility
+
+
+def test_infarct_ratio_follows_fomo(sample):
+    _, metadata = sample
+    assert metadata["counts"]["finetune"]["task1"] == {"cases": 10, "positive": 6, "negative": 4}
+    assert config_for_size("small").positives("finetune") == 13  # FOMO25: 13 of 21
+    for case in _cases(metadata, 1):
+        label = (Path(sample[0]) / case["label_file"]).read_text().strip()
+        assert label == str(case["target"]) and label in ("0", "1")
+        infarcts = [lesion for lesion in case["lesions"] if lesion["kind"] == "infarct"]
+        assert (1 <= len(infarcts) <= 3) if case["target"] == 1 else not infarcts
+
+
+def test_same_seed_gives_identical_files_with_any_worker_count(sample, tmp_path, capsys):
+    out, metadata = sample
+    second = tmp_path / "again"
+    assert cli_main([str(second), "--size", "tiny", "--seed", "0", "-np", "2", "--quiet"]) == 0
+    assert "task1 10 (6 pos / 4 neg)" in capsys.readouterr().out
+    first_files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    second_files = sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert first_files == second_files
+    for relative in first_files:
+        assert (out / relative).read_bytes() == (second / relative).read_bytes(), relative
+
+
+def test_different_seed_changes_the_data():
+    grid = AnatomyGrid(TINY.grid_shape, TINY.voxel_mm)
+    arrays = []
+    for seed in (0, 1):
+        plan = plan_task_cases(TINY, seed, build_sites(seed))[0]
+        arrays.append(simulate_task_case(plan, grid, seed).session.images["flair"].values())
+    assert arrays[0].shape != arrays[1].shape or not np.array_equal(arrays[0], arrays[1])
+    again = simulate_task_case(plan_task_cases(TINY, 1, build_sites(1))[0], grid, 1).session.images["flair"].values()
+    np.testing.assert_array_equal(again, arrays[1])
+
+
+def test_sequences_of_a_session_share_one_grid(sample):
+    out, _ = sample
+    by_session = {}
+    for path in _pretraining_files(out):
+        image = nib.load(str(path))
+        by_session.setdefault(path.parent, []).append((image.shape, image.affine))
+    for session, grids in by_session.items():
+        for shape, affine in grids[1:]:
+            assert shape == grids[0][0], session
+            np.testing.assert_allclose(affine, grids[0][1], atol=1e-6)
+
+
+def test_pretraining_sites_are_heterogeneous(sample):
+    out, _ = sample
+    axcodes, anisotropic, oblique, kinds = set(), 0, 0, set()
+    for path in _pretraining_files(out):
+        image = nib.load(str(path))
+        axcodes.add("".join(nib.aff2axcodes(image.affine)))
+        zooms = np.asarray(image.header.get_zooms()[:3])
+        anisotropic += zooms.max() / zooms.min() > 1.8
+        direction = image.affine[:3, :3] / zooms
+        oblique += np.abs(np.abs(direction).max(axis=0) - 1).max() > 0.005
+        slope, inter = image.dataobj.slope, image.dataobj.inter
+        scaled = image.get_data_dtype() == np.int16 and (slope, inter) != (1.0, 0.0)
+        kinds.add("int16_scaled" if scaled else str(image.get_data_dtype()))
+    assert "RAS" in axcodes and len(axcodes - {"RAS"}) >= 2
+    assert anisotropic >= 1 and oblique >= 1
+    assert {"int16_scaled", "float32", "uint16"} <= kinds
+
+
+def test_background_is_exactly_zero_and_brain_positive(sample):
+    out, metadata = sample
+    paths = _pretraining_files(out)[:20] + [out / case["images"]["adc"] for case in _cases(metadata, 1)][:4]
+    for path in paths:
+        data, image = _load(path)
+        assert data.min() >= 0, path
+        brain = data != 0
+        assert 0.1 < brain.mean() < 0.6, path
+        corners = [data[i, j, k] for i in (0, -1) for j in (0, -1) for k in (0, -1)]
+        assert corners == [0.0] * 8, path
+        labels, count = ndimage.label(ndimage.binary_closing(brain, iterations=2))
+        assert np.bincount(labels.ravel())[1:].max() > 0.97 * brain.sum(), path  # one skull-stripped brain
+
+
+def test_any_orientation_reorients_to_the_same_anatomy():
+    """Write one case through sites with different axes, flips, spacing and obliquity: same world anatomy."""
+    grid = AnatomyGrid(TINY.grid_shape, TINY.voxel_mm)
+    sites = build_sites(0)
+    plan = [p for p in plan_task_cases(TINY, 0, sites) if p.task == 3][0]
+    reference_site = dataclasses.replace(sites["finetune"][0], noise_fraction=0.0, bias_strength=0.0)
+    reference = simulate_task_case(dataclasses.replace(plan, site=reference_site), grid, 0).session
+    ref_values, ref_affine = reference.images["t1"].values(), reference.geometry.affine
+    for axcodes, spacing, oblique in (("LPS", (1, 1, 1), (0, 0, 0)), ("PIR", (1, 1, 2), (0, 0, 0)),
+                                      ("LAS", (0.9, 1.1, 1), (8, 0, 5))):
+        site = dataclasses.replace(reference_site, axcodes=axcodes, spacing_factors=spacing, oblique_deg=oblique)
+        other = simulate_task_case(dataclasses.replace(plan, site=site), grid, 0).session
+        values = other.images["t1"].values()
+        # sample the other scan at the world position of every reference voxel
+        to_other = np.linalg.inv(other.geometry.affine) @ ref_affine
+        resampled = ndimage.affine_transform(values, to_other[:3, :3], to_other[:3, 3], output_shape=ref_values.shape,
+                                             order=1)
+        both = (ref_values > 0) & (resampled > 0)
+        assert both.sum() > 0.9 * (ref_values > 0).sum(), axcodes
+        assert np.corrcoef(ref_values[both], resampled[both])[0, 1] > 0.9, axcodes
+        # and the RAS view from fomo_nn.io has the reference's orientation
+        assert "".join(nib.aff2axcodes(other.geometry.affine)) == axcodes
+
+
+def test_int16_scaling_round_trips_through_fomo_nn_io(sample):
+    out, _ = sample
+    checked = 0
+    for path in _pretraining_files(out):
+        image = nib.load(str(path))
+        if image.get_data_dtype() != np.int16 or (image.dataobj.slope, image.dataobj.inter) == (1.0, 0.0):
+            continue
+        array, props = read_image(path)
+        assert props.scaling != [1.0, 0.0]
+        assert array.min() == 0.0 and array.max() > 0
+        checked += 1
+    assert checked >= 1
+
+
+def test_infarcts_are_bright_on_dwi_and_dark_on_adc(sample):
+    out, metadata = sample
+    scores = []
+    for case in _cases(metadata, 1):
+        dwi, image = _load(out / case["images"]["dwi_b1000"])
+        adc, _ = _load(out / case["images"]["adc"])
+        brain = dwi > 0
+        dwi_median, adc_median = np.median(dwi[brain]), np.median(adc[brain])
+        for lesion in case["lesions"]:
+            if lesion["kind"] != "infarct":
+                continue
+            voxel = tuple(np.rint(np.linalg.inv(image.affine) @ [*lesion["peak_world_mm"], 1])[:3].astype(int))
+            assert dwi[voxel] > 1.5 * dwi_median and adc[voxel] < 0.8 * adc_median, (case["case_id"], lesion)
+        restricted = ((dwi > 1.6 * dwi_median) & (adc < 0.7 * adc_median)).sum() / brain.sum()
+        scores.append((case["target"], restricted))
+    positives = [s for t, s in scores if t == 1]
+    negatives = [s for t, s in scores if t == 0]
+    auroc = np.mean([p > n for p in positives for n in negatives])
+    assert auroc >= 0.9, scores
+
+
+def test_meningioma_masks_sit_on_the_brain_border(sample):
+    out, metadata = sample
+    brightness = []
+    for case in _cases(metadata, 2):
+        seg_image = nib.load(str(out / case["label_file"]))
+        seg = np.asarray(seg_image.dataobj)
+        flair, flair_image = _load(out / case["images"]["flair"])
+        assert seg_image.get_data_dtype() == np.uint8 and set(np.unique(seg)) == {0, 1}
+        assert seg.shape == flair.shape and np.allclose(seg_image.affine, flair_image.affine)
+        brain = flair > 0
+        border = brain & ~ndimage.binary_erosion(brain, iterations=2)
+        assert (seg.astype(bool) & border).any(), case["case_id"]
+        assert (seg.astype(bool) & brain).sum() >= 0.9 * seg.sum()
+        brightness.append(flair[seg > 0].mean() / np.median(flair[brain]))
+        assert any(lesion["kind"] == "meningioma" and lesion["volume_voxels"] == int(seg.sum())
+                   for lesion in case["lesions"])
+    # hyperintense-ish on FLAIR; a few small masses on 12 mm test slices are mostly partial volume
+    assert np.median(brightness) > 1.2 and min(brightness) > 0.7, brightness
+
+
+def test_age_drives_atrophy(sample):
+    out, metadata = sample
+    cases = _cases(metadata, 3)
+    ages = np.array([case["age"] for case in cases])
+    assert ages.min() >= 20 and ages.max() <= 90
+    for case in cases:
+        text = (out / case["label_file"]).read_text().strip()
+        assert re.fullmatch(r"\d+\.\d\d", text) and float(text) == case["age"]
+    ventricles = np.array([case["ventricle_volume_mm3"] for case in cases])
+    assert np.corrcoef(ages, ventricles)[0, 1] > 0.6
+    # the same signal in the finetuning images: share of T2-bright (CSF) voxels after removing the coil bias
+    finetune = _cases(metadata, 3, splits=("finetune",))
+    csf_share = []
+    for case in finetune:
+        t2, _ = _load(out / case["images"]["t2"])
+        brain = t2 > 0
+        local_mean = ndimage.gaussian_filter(t2, 4) / np.maximum(ndimage.gaussian_filter(brain * 1.0, 4), 1e-3)
+        csf_share.append((t2 > 1.3 * local_mean)[brain].mean())
+    assert np.corrcoef([case["age"] for case in finetune], csf_share)[0, 1] > 0.45
+
+
+def test_subject_anatomy_is_stable_across_sessions(sample):
+    _, metadata = sample
+    repeated = [s for s in metadata["pretraining"] if len(s["sessions"]) > 1]
+    assert repeated
+    for subject in repeated:
+        volumes = [session["ventricle_volume_mm3"] for session in subject["sessions"]]
+        ages = [session["age"] for session in subject["sessions"]]
+        assert ages == sorted(ages)
+        assert max(volumes) / min(volumes) < 1.3  # a few years older: same brain, slightly larger ventricles
+
+
+def test_refuses_to_overwrite_foreign_folders(tmp_path):
+    foreign = tmp_path / "mine" / "fomo60k"
+    foreign.mkdir(parents=True)
+    (foreign / "keep.txt").write_text("precious")
+    with pytest.raises(BadInputError, match="not written by the sample data generator"):
+        generate_sample_data(tmp_path / "mine", size="tiny", progress=False)
+    assert (foreign / "keep.txt").read_text() == "precious"
+    assert cli_main([str(tmp_path / "mine"), "--size", "tiny", "--quiet"]) == 1
+
+
+def test_config_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="unknown sample data size"):
+        config_for_size("huge")
+    with pytest.raises(ValueError, match="grid"):
+        config_for_size("tiny", grid_shape=(10, 40, 32))
