@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.utils.files import atomic_path
+from fomo_nn.utils.files import write_atomically
 from fomo_nn.io.geometry import (inverse_ornt, reorient_array, reoriented_affine, spacing_from_affine,
                                  to_ras_transform)
 
@@ -189,13 +189,7 @@ def _write_nifti(data: np.ndarray, props: ImageProperties, path: Path, dtype) ->
         image.header.set_slope_inter(1.0, 0.0)
     image.set_qform(affine, code=qform_code or 0)
     image.set_sform(affine, code=sform_code or 0)
-    temp = atomic_path(path, ".nii.gz" if str(path).endswith(".gz") else ".nii")
-    try:
-        nib.save(image, str(temp))
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    write_atomically(path, lambda temp: nib.save(image, str(temp)), ".nii.gz" if str(path).endswith(".gz") else ".nii")
 
 
 def _write_sitk(data: np.ndarray, props: ImageProperties, path: Path, dtype) -> None:
@@ -208,10 +202,4 @@ def _write_sitk(data: np.ndarray, props: ImageProperties, path: Path, dtype) -> 
     image.SetSpacing([float(s) for s in spacing])
     image.SetDirection([float(v) for v in (lps[:3, :3] / spacing[None, :]).ravel()])
     image.SetOrigin([float(v) for v in lps[:3, 3]])
-    temp = atomic_path(path, path.suffix)
-    try:
-        sitk.WriteImage(image, str(temp))
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    write_atomically(path, lambda temp: sitk.WriteImage(image, str(temp)), path.suffix)

@@ -1,7 +1,6 @@
 """Checkpoints: written atomically, loaded safely (weights_only: no arbitrary code from a file)."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -9,19 +8,11 @@ import numpy as np
 import torch
 
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.utils.files import atomic_path
+from fomo_nn.utils.files import write_atomically
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    path = Path(path)
-    temp = atomic_path(path, ".pth.part")
-    try:
-        torch.save(state, temp)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    return path
+    return write_atomically(path, lambda temp: torch.save(state, temp), ".pth.part")
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

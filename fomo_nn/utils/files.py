@@ -19,16 +19,21 @@ def atomic_path(path: str | Path, suffix: str = ".part") -> Path:
     return Path(temp)
 
 
-def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
+def write_atomically(path: str | Path, writer, suffix: str = ".part") -> Path:
+    """Call `writer(temporary_path)`, then move the result to `path` in one step (or leave nothing)."""
     path = Path(path)
-    temp = atomic_path(path)
+    temp = atomic_path(path, suffix)
     try:
-        temp.write_bytes(payload)
+        writer(temp)
         os.replace(temp, path)
     finally:
         if temp.exists():
             temp.unlink()
     return path
+
+
+def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
+    return write_atomically(path, lambda temp: temp.write_bytes(payload))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
