@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from dataset_conversion.sample_data.config import config_for_size
 from dataset_conversion.sample_data.generate import METADATA_FILE, MARKER_FILE, generate_sample_data
+from dataset_conversion.sample_data.output import FILE_MODE
 from dataset_conversion.sample_data.sites import build_sites
 from dataset_conversion.sample_data.task_cases import plan_task_cases, simulate_task_case
 from dataset_conversion.sample_data.tissues import AnatomyGrid
@@ -45,6 +46,7 @@ def test_layout_and_counts(sample):
     out, metadata = sample
     assert json.loads((out / METADATA_FILE).read_text()) == json.loads(json.dumps(metadata))
     assert not (out / MARKER_FILE).exists()
+    assert {p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()} == {FILE_MODE}  # not mkstemp's 0600
     assert metadata["counts"]["pretraining"]["subjects"] == TINY.pretraining_subjects == 12
     files = _pretraining_files(out)
     assert len(files) == metadata["counts"]["pretraining"]["images"]

@@ -20,6 +20,7 @@ from dataset_conversion.sample_data.tissues import AnatomyGrid, LayeredVolume, T
 YOUNGEST, OLDEST = 20.0, 90.0
 SULCAL_CORRELATION_MM = 2.5  # sulci about 10-12 mm apart
 FOLIA_PERIOD_MM = 6.5
+SURFACE_WOBBLE = 0.03  # relative amplitude of the random bumps of the skull's inner surface
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ _PERIVENTRICULAR = ((0.15, 0.33, 0.27), (0.17, -0.42, 0.2), (0.23, 0.0, 0.36), (
 
 def draw_morphology(rng: np.random.Generator) -> Morphology:
     sex = "F" if rng.random() < 0.5 else "M"
-    size = float(np.clip((0.965 if sex == "F" else 1.035) * np.exp(rng.normal(0, 0.035)), 0.9, 1.08))
-    semi = tuple(float(a * size * np.exp(rng.normal(0, 0.02))) for a in (66.0, 80.0, 58.0))
+    # clipped so the largest head (with its surface wobble) still fits a 160 x 192 x 160 mm grid
+    size = float(np.clip((0.965 if sex == "F" else 1.035) * np.exp(rng.normal(0, 0.035)), 0.92, 1.05))
+    semi = tuple(float(a * size * np.exp(np.clip(rng.normal(0, 0.015), -0.03, 0.03))) for a in (66.0, 80.0, 58.0))
     susceptibility = rng.normal()
     wmh = []
     for k in range(28):
@@ -140,7 +142,8 @@ def compartment_radii(coords, morph: Morphology):
 def intracranial_level(coords, morph: Morphology, surface_values) -> np.ndarray:
     """Below 1 inside the skull's inner surface (a smooth random union of the three envelopes)."""
     cerebrum, cerebellum, brainstem = compartment_radii(coords, morph)
-    return np.minimum(np.minimum(cerebrum, cerebellum), brainstem) - np.float32(0.035) * surface_values
+    wobble = np.clip(surface_values, -2.5, 2.5)
+    return np.minimum(np.minimum(cerebrum, cerebellum), brainstem) - np.float32(SURFACE_WOBBLE) * wobble
 
 
 @dataclass
@@ -175,9 +178,14 @@ def paint_healthy_brain(volume: LayeredVolume, coords, icv: np.ndarray, morph: M
     cerebellum = ((cerebellum_r < cerebrum_r) & (cerebellum_r <= brainstem_r)).astype(np.float32)
     brainstem = 1.0 - cerebrum - cerebellum
 
-    thickness = (3.1 - 0.9 * a) * morph.thickness_factor
+    thickness = (3.1 - 0.7 * a) * morph.thickness_factor
     cortex = inside_fraction(thickness - brain_depth, voxel) * cerebrum + inside_fraction(7.0 - brain_depth, voxel) * cerebellum
     volume.paint(Tissue.GREY_MATTER, cortex * brain)
+
+    # The medial surface (along the interhemispheric fissure) is folded too: sulci count depth from either.
+    midline, above, fissure_width = _interhemispheric_fissure(coords, morph, fields, a, cerebrum, voxel)
+    medial_depth = np.where(above > 0.5, np.abs(midline) - np.float32(fissure_width / 2), np.float32(1e3))
+    cortical_depth = np.minimum(brain_depth, medial_depth)
 
     # Sulci: zero sets of a field sampled on the projection onto an inner ellipsoid, so they run radially.
     projected = [(c0 + (c - c0) * np.float32(0.95) / np.maximum(cerebrum_r, np.float32(0.05))) / np.float32(voxel)
@@ -185,12 +193,14 @@ def paint_healthy_brain(volume: LayeredVolume, coords, icv: np.ndarray, morph: M
     radial = ndimage.map_coordinates(fields.sulci, projected, order=1, mode="nearest")
     sulcus_distance = distance_to_zero_set(radial + np.float32(0.5) * fields.sulci, voxel)
     sulcus_width = (0.4 + 2.6 * a) * morph.csf_factor
-    sulcus_depth = np.clip(13.0 + 5.0 * fields.sulcal_depth, 5.0, 24.0).astype(np.float32)
+    sulcus_depth = np.clip(12.0 + 4.0 * fields.sulcal_depth, 5.0, 20.0).astype(np.float32)
     lining = slab_fraction(sulcus_distance, sulcus_width + 2 * thickness, voxel)
-    volume.paint(Tissue.GREY_MATTER, lining * inside_fraction(sulcus_depth + thickness - brain_depth, voxel)
+    volume.paint(Tissue.GREY_MATTER, lining * inside_fraction(sulcus_depth + thickness - cortical_depth, voxel)
                  * brain * cerebrum)
     volume.paint(Tissue.CSF, slab_fraction(sulcus_distance, sulcus_width, voxel)
-                 * inside_fraction(sulcus_depth - brain_depth, voxel) * brain * cerebrum)
+                 * inside_fraction(sulcus_depth - cortical_depth, voxel) * brain * cerebrum)
+    volume.paint(Tissue.GREY_MATTER, slab_fraction(midline, fissure_width + 2 * thickness, voxel) * above * brain)
+    volume.paint(Tissue.CSF, slab_fraction(midline, fissure_width, voxel) * above * brain)
 
     _paint_fissures(volume, coords, morph, fields, a, thickness, brain, cerebrum, brainstem, cerebrum_r, cerebellum_r)
     folia_phase = 2 * np.pi * (z - cz + 0.64 * az + 0.35 * (y + 0.56 * ay)) / FOLIA_PERIOD_MM + 2.0 * fields.folia
@@ -210,18 +220,26 @@ def paint_healthy_brain(volume: LayeredVolume, coords, icv: np.ndarray, morph: M
     return BrainContext(brain_depth_mm=brain_depth, brain_fraction=brain, atrophy=a)
 
 
+def _interhemispheric_fissure(coords, morph, fields, a, cerebrum, voxel):
+    """(signed distance to the fissure mid-plane, where it exists, its CSF width in mm).
+
+    It reaches down to the corpus callosum in the middle and deeper at the frontal and occipital poles.
+    """
+    x, y, z = coords
+    ay, az = morph.semi_axes_mm[1:]
+    cy, cz = morph.cerebrum_center[1:]
+    callosum_top = cz + az * (-0.35 + 0.6 * np.exp(-((y - cy) / (0.42 * ay)) ** 4))
+    above = inside_fraction(z - callosum_top, voxel) * cerebrum
+    midline = x - np.float32(morph.midline_mm) - np.float32(1.2) * fields.surface
+    return midline, above, (0.8 + 2.0 * a) * morph.csf_factor
+
+
 def _paint_fissures(volume, coords, morph, fields, a, thickness, brain, cerebrum, brainstem, cerebrum_r, cerebellum_r):
+    """Sylvian fissures and the tentorium."""
     voxel = volume.grid.voxel_mm
     x, y, z = coords
     ax, ay, az = morph.semi_axes_mm
     cx, cy, cz = morph.cerebrum_center
-    # Interhemispheric fissure: down to the corpus callosum in the middle, deeper at the poles.
-    callosum_top = cz + az * (-0.35 + 0.6 * np.exp(-((y - cy) / (0.42 * ay)) ** 4))
-    above = inside_fraction(z - callosum_top, voxel) * cerebrum
-    midline = x - np.float32(morph.midline_mm) - np.float32(1.2) * fields.surface
-    width = (0.8 + 2.0 * a) * morph.csf_factor
-    volume.paint(Tissue.GREY_MATTER, slab_fraction(midline, width + 2 * thickness, voxel) * above * brain)
-    volume.paint(Tissue.CSF, slab_fraction(midline, width, voxel) * above * brain)
     # Sylvian fissures: an oblique sheet from the lateral surface in to the insula.
     plane = (z - cz + 0.05 * az - 0.3 * (y - cy)) / np.float32(np.sqrt(1.09)) + np.float32(4.0) * fields.surface
     lateral = (inside_fraction(np.abs(x - cx) - 0.6 * ax, voxel)

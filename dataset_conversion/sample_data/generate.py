@@ -14,12 +14,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dataset_conversion.sample_data.config import SPLITS, TASKS, SampleDataConfig, config_for_size
+from dataset_conversion.sample_data.output import write_file, write_json
 from dataset_conversion.sample_data.pretraining_corpus import plan_pretraining_subjects, run_pretraining_subject
 from dataset_conversion.sample_data.sites import build_sites
 from dataset_conversion.sample_data.task_cases import plan_task_cases, run_task_case
 from dataset_conversion.sample_data.tissues import AnatomyGrid
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.utils.files import write_json_atomic, write_text_atomic
 
 METADATA_FILE = "sample_data.json"
 MARKER_FILE = ".fomo_nn_sample_data"
@@ -48,7 +48,7 @@ def prepare_output(out_dir: Path) -> None:
     for name in present:
         shutil.rmtree(out_dir / name)
     (out_dir / METADATA_FILE).unlink(missing_ok=True)
-    write_text_atomic(out_dir / MARKER_FILE, "written by fomo_nn_generate_sample_data\n")
+    write_file(out_dir / MARKER_FILE, "written by fomo_nn_generate_sample_data\n")
 
 
 def _map_jobs(jobs, num_workers: int, progress: bool):
@@ -79,7 +79,7 @@ def generate_sample_data(out_dir: str | os.PathLike, seed: int = 0, size: str = 
     records = _map_jobs(jobs, max(1, int(num_workers)), progress)
     subject_records, case_records = records[: len(subjects)], records[len(subjects):]
     metadata = assemble_metadata(config, seed, sites, subject_records, case_records)
-    write_json_atomic(out_dir / METADATA_FILE, metadata)
+    write_json(out_dir / METADATA_FILE, metadata)
     (out_dir / MARKER_FILE).unlink(missing_ok=True)
     return metadata
 

@@ -15,11 +15,11 @@ from dataset_conversion.sample_data.acquisition import nifti_gz_bytes
 from dataset_conversion.sample_data.anatomy import build_anatomy
 from dataset_conversion.sample_data.brain import SubjectFields, draw_morphology
 from dataset_conversion.sample_data.config import SampleDataConfig
+from dataset_conversion.sample_data.output import write_file
 from dataset_conversion.sample_data.pathology import Pathology, draw_infarcts, draw_lacunes, draw_meningioma
 from dataset_conversion.sample_data.session import scan_session
 from dataset_conversion.sample_data.sites import Site
 from dataset_conversion.sample_data.tissues import AnatomyGrid
-from fomo_nn.utils.files import write_bytes_atomic
 
 PRETRAINING_STREAM = 0
 SEQUENCE_WEIGHTS = {"t1": 0.9, "t2": 0.6, "flair": 0.6, "dwi_b1000": 0.3, "adc": 0.25, "swi": 0.2, "t2s": 0.2,
@@ -99,7 +99,7 @@ def run_pretraining_subject(plan: PretrainingSubjectPlan, grid: AnatomyGrid, see
         written = []
         for stem, sequence in files.items():
             path = folder / f"{stem}.nii.gz"
-            write_bytes_atomic(path, nifti_gz_bytes(scanned.images[stem], scanned.geometry.affine))
+            write_file(path, nifti_gz_bytes(scanned.images[stem], scanned.geometry.affine))
             written.append({"file": path.relative_to(out_dir).as_posix(), "sequence": sequence,
                             "dtype": site.dtype})
         if number == 1:

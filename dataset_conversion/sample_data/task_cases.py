@@ -16,11 +16,11 @@ from dataset_conversion.sample_data.acquisition import StoredImage, nifti_gz_byt
 from dataset_conversion.sample_data.anatomy import Anatomy, build_anatomy
 from dataset_conversion.sample_data.brain import draw_morphology
 from dataset_conversion.sample_data.config import SPLITS, SampleDataConfig
+from dataset_conversion.sample_data.output import write_file
 from dataset_conversion.sample_data.pathology import Pathology, draw_infarcts, draw_lacunes, draw_meningioma
 from dataset_conversion.sample_data.session import ScannedSession, deepest_point_world, scan_session
 from dataset_conversion.sample_data.sites import Site
 from dataset_conversion.sample_data.tissues import AnatomyGrid
-from fomo_nn.utils.files import write_bytes_atomic, write_text_atomic
 
 SPLIT_STREAM = {"finetune": 1, "test": 2}
 TEST_ID_OFFSET = 1000  # test subjects are sub_1001, ... so they never collide with finetuning ids
@@ -142,15 +142,15 @@ def write_task_case(case: SimulatedCase, out_dir: Path) -> dict:
     images = {}
     for name in case.channels:
         path = case_folder(out_dir, plan) / "preprocessed" / plan.case_id / "ses_1" / f"{name}.nii.gz"
-        write_bytes_atomic(path, nifti_gz_bytes(session.images[name], affine))
+        write_file(path, nifti_gz_bytes(session.images[name], affine))
         images[name] = path.relative_to(out_dir).as_posix()
     label_file = label_path(out_dir, plan)
     if plan.task == 2:
-        write_bytes_atomic(label_file, nifti_gz_bytes(StoredImage(case.segmentation()), affine))
+        write_file(label_file, nifti_gz_bytes(StoredImage(case.segmentation()), affine))
     elif plan.task == 1:
-        write_text_atomic(label_file, f"{plan.label}\n")
+        write_file(label_file, f"{plan.label}\n")
     else:
-        write_text_atomic(label_file, f"{case.age:.2f}\n")
+        write_file(label_file, f"{case.age:.2f}\n")
     return case_record(case, images, label_file.relative_to(out_dir).as_posix())
 
 

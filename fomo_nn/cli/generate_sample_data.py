@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(default: 0)")
     parser.add_argument("--size", choices=list(SIZE_PRESETS), default="small",
                         help="tiny: unit tests, ~5 mm voxels; small (default): the demo, ~3 mm voxels; "
-                             "medium: ~2 mm; full: 1 mm brains with FOMO25 case counts (hours, GBs)")
+                             "medium: ~2 mm; full: 1 mm brains with FOMO25 case counts (hours of CPU, ~20 GB)")
     parser.add_argument("-np", "--num-workers", dest="num_workers", type=int, default=default_num_workers(),
                         help=f"worker processes (default: {default_num_workers()}); does not change the output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
