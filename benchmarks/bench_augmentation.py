@@ -4,7 +4,9 @@ Each measurement: N patches, each = random crop of the read size (initial patch 
 memory-mapped preprocessed volume, zero padded like a loader does, then the training pipeline down
 to the final patch. Worker processes (fork, one torch thread each) take patches one at a time like
 DataLoader workers; one warm-up patch per worker is not timed. Handing the result back to the main
-process is excluded (it costs the same for both frameworks).
+process is excluded (it costs the same for both frameworks). Reported: wall-clock patches/s (best of
+--repeats runs) and CPU seconds per patch (what one dedicated core sustains; robust to other jobs on
+a shared machine, from which a worker count for a given GPU step time follows).
 
     python benchmarks/bench_augmentation.py                       # fomo_nn presets
     /tmp/nnunet_venv/bin/python benchmarks/bench_augmentation.py --peer nnunet   # nnU-Net v2, own venv
@@ -74,7 +76,9 @@ def _init_worker(framework: str, config: dict, image_path: str, seg_path: str) -
 
 
 def _one_patch(seed: int) -> float:
+    """CPU seconds this worker spent on one patch (waiting for a busy core does not count)."""
     import torch
+    cpu_start = time.process_time()
     np.random.seed(seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -85,24 +89,26 @@ def _one_patch(seed: int) -> float:
     if _WORKER["with_seg"]:
         sample["segmentation"] = torch.from_numpy(crop_with_padding(_WORKER["seg"], lower, read_size))
     out = _WORKER["pipeline"](**sample)
-    return float(out["image"].float().mean())
+    float(out["image"].float().mean())
+    return time.process_time() - cpu_start
 
 
 def measure(framework: str, config: dict, workers: int, patches: int, paths, repeats: int) -> dict:
-    """Best of `repeats` timed runs of the same seeds (this machine is shared: the best run is the least disturbed)."""
+    """Wall clock: best of `repeats` runs of the same seeds (on a shared machine the best run is the least
+    disturbed). CPU: mean CPU seconds per patch over all runs, i.e. what one dedicated core sustains."""
     context = multiprocessing.get_context("fork")
-    times = []
+    times, cpu = [], []
     with context.Pool(workers, initializer=_init_worker,
                       initargs=(framework, config, str(paths[0]), str(paths[1]))) as pool:
         pool.map(_one_patch, range(10_000, 10_000 + workers), chunksize=1)  # warm-up, one per worker
         for _ in range(repeats):
             start = time.perf_counter()
-            list(pool.imap_unordered(_one_patch, range(patches), chunksize=1))
+            cpu += pool.map(_one_patch, range(patches), chunksize=1)
             times.append(time.perf_counter() - start)
     return {"framework": framework, **{k: v for k, v in config.items() if k != "with_seg"},
             "segmentation": config["with_seg"], "workers": workers, "patches": patches,
             "seconds": [round(t, 2) for t in times], "patches_per_s": round(patches / min(times), 2),
-            "load": round(os.getloadavg()[0], 1)}
+            "cpu_s_per_patch": round(float(np.mean(cpu)), 4), "load": round(os.getloadavg()[0], 1)}
 
 
 # ----------------------------------------------------------------- fomo_nn

@@ -52,13 +52,14 @@ class FastSpatialTransform(SpatialTransform):
     (up to float rounding of the grid coordinates) and padding happens exactly where it did before.
     """
 
+    def __init__(self, patch_size, *, p_elastic: float = 0.0, **kwargs):
+        # the library's own elastic branch stays off (p_elastic_deform=0); ours runs with p_elastic
+        super().__init__(patch_size, p_elastic_deform=0.0, **kwargs)
+        self.p_elastic = float(p_elastic)
+
     def get_parameters(self, **data_dict) -> dict:
-        do_deform = np.random.uniform() < self.p_elastic_deform
-        p_elastic, self.p_elastic_deform = self.p_elastic_deform, 0.0
-        try:
-            params = super().get_parameters(**data_dict)  # crop centre, rotation, scaling
-        finally:
-            self.p_elastic_deform = p_elastic
+        do_deform = np.random.uniform() < self.p_elastic
+        params = super().get_parameters(**data_dict)  # crop centre, rotation, scaling
         if do_deform:
             params = self._add_elastic_deformation(params, tuple(data_dict["image"].shape[1:]))
         return params
@@ -150,7 +151,7 @@ def build_spatial_transform(spatial: dict, patch_size) -> SpatialTransform:
         patch_size=patch_size,
         patch_center_dist_from_border=[p / 2 for p in patch_size] if spatial["random_crop"] else 0,
         random_crop=bool(spatial["random_crop"]),
-        p_elastic_deform=elastic["p"],
+        p_elastic=elastic["p"],
         elastic_deform_scale=tuple(elastic["scale"]),
         elastic_deform_magnitude=tuple(elastic["magnitude"]),
         p_rotation=rotation["p"],
