@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataset_conversion.sample_data.brain import (BrainContext, Morphology, SubjectFields, intracranial_level,
-                                                  paint_healthy_brain)
+from dataset_conversion.sample_data.brain import Morphology, SubjectFields, intracranial_level, paint_healthy_brain
 from dataset_conversion.sample_data.pathology import (Lesion, Pathology, paint_infarcts, paint_lacunes,
                                                       paint_meningioma, place_meningioma, push_away)
 from dataset_conversion.sample_data.tissues import AnatomyGrid, Layer, LayeredVolume, Tissue
@@ -49,10 +48,10 @@ def build_anatomy(morph: Morphology, age: float, grid: AnatomyGrid, pathology: P
         placement = place_meningioma(pathology.meningioma, morph, fields, grid)
         coords = push_away(true_coords, placement)
     volume = LayeredVolume(grid)
-    context: BrainContext = paint_healthy_brain(volume, coords, icv, morph, age, fields)
+    atrophy = paint_healthy_brain(volume, coords, icv, morph, age, fields)
     lesions = paint_lacunes(volume, coords, morph, pathology.lacunes)
     lesions += paint_infarcts(volume, coords, morph, fields, pathology.infarcts)
     if placement is not None:
         lesions += paint_meningioma(volume, true_coords, icv, pathology.meningioma, placement, fields)
     texture = (1 + np.float32(0.035) * fields.texture).astype(np.float32)
-    return Anatomy(grid, float(age), volume.layers, volume.labels, icv, texture, lesions, context.atrophy)
+    return Anatomy(grid, float(age), volume.layers, volume.labels, icv, texture, lesions, atrophy)

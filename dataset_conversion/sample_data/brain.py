@@ -147,77 +147,83 @@ def intracranial_level(coords, morph: Morphology, surface_values) -> np.ndarray:
 
 
 @dataclass
-class BrainContext:
-    """Intermediate maps the pathology painters reuse."""
+class Compartments:
+    """Which envelope each voxel belongs to (float32 0/1 masks) and the envelopes' normalised radii."""
 
-    brain_depth_mm: np.ndarray  # depth below the brain surface (negative in the CSF around it)
-    brain_fraction: np.ndarray
-    atrophy: float
+    cerebrum: np.ndarray
+    cerebellum: np.ndarray
+    brainstem: np.ndarray
+    cerebrum_radius: np.ndarray
+    cerebellum_radius: np.ndarray
+
+    @classmethod
+    def of(cls, coords, morph: Morphology) -> "Compartments":
+        cerebrum_r, cerebellum_r, brainstem_r = compartment_radii(coords, morph)
+        cerebrum = (cerebrum_r <= np.minimum(cerebellum_r, brainstem_r)).astype(np.float32)
+        cerebellum = ((cerebellum_r < cerebrum_r) & (cerebellum_r <= brainstem_r)).astype(np.float32)
+        return cls(cerebrum, cerebellum, 1.0 - cerebrum - cerebellum, cerebrum_r, cerebellum_r)
 
 
 def paint_healthy_brain(volume: LayeredVolume, coords, icv: np.ndarray, morph: Morphology, age: float,
-                        fields: SubjectFields) -> BrainContext:
-    """Paint CSF, white and grey matter, fissures, deep nuclei, ventricles, WMH, veins and microbleeds."""
-    grid = volume.grid
-    voxel = grid.voxel_mm
+                        fields: SubjectFields) -> float:
+    """Paint CSF, white and grey matter, sulci and fissures, deep nuclei, ventricles, WMH, veins and
+    microbleeds of `morph` at `age`; return the atrophy level used."""
     a = atrophy_level(morph, age)
-    x, y, z = coords
-    ax, ay, az = morph.semi_axes_mm
-    cx, cy, cz = (float(v) for v in morph.cerebrum_center)
-
-    tissue_icv = intracranial_level(coords, morph, fields.surface) < 1  # moves when a mass pushes the brain
+    voxel = volume.grid.voxel_mm
+    # depth below the brain surface (negative in the CSF around it); the envelope moves when a mass pushes it
+    tissue_icv = intracranial_level(coords, morph, fields.surface) < 1
     depth = ndimage.distance_transform_edt(tissue_icv, sampling=voxel).astype(np.float32)
-    gap = (1.0 + 3.5 * a) * morph.csf_factor
-    brain_depth = depth - np.float32(gap)
+    brain_depth = depth - np.float32((1.0 + 3.5 * a) * morph.csf_factor)
     brain = inside_fraction(brain_depth, voxel) * icv
     volume.paint(Tissue.CSF, icv.astype(np.float32))
     volume.paint(Tissue.WHITE_MATTER, brain)
 
-    cerebrum_r, cerebellum_r, brainstem_r = compartment_radii(coords, morph)
-    cerebrum = (cerebrum_r <= np.minimum(cerebellum_r, brainstem_r)).astype(np.float32)
-    cerebellum = ((cerebellum_r < cerebrum_r) & (cerebellum_r <= brainstem_r)).astype(np.float32)
-    brainstem = 1.0 - cerebrum - cerebellum
-
+    parts = Compartments.of(coords, morph)
     thickness = (3.1 - 0.7 * a) * morph.thickness_factor
-    cortex = inside_fraction(thickness - brain_depth, voxel) * cerebrum + inside_fraction(7.0 - brain_depth, voxel) * cerebellum
+    cortex = (inside_fraction(thickness - brain_depth, voxel) * parts.cerebrum
+              + inside_fraction(7.0 - brain_depth, voxel) * parts.cerebellum)
     volume.paint(Tissue.GREY_MATTER, cortex * brain)
-
-    # The medial surface (along the interhemispheric fissure) is folded too: sulci count depth from either.
-    midline, above, fissure_width = _interhemispheric_fissure(coords, morph, fields, a, cerebrum, voxel)
-    medial_depth = np.where(above > 0.5, np.abs(midline) - np.float32(fissure_width / 2), np.float32(1e3))
-    cortical_depth = np.minimum(brain_depth, medial_depth)
-
-    # Sulci: zero sets of a field sampled on the projection onto an inner ellipsoid, so they run radially.
-    projected = [(c0 + (c - c0) * np.float32(0.95) / np.maximum(cerebrum_r, np.float32(0.05))) / np.float32(voxel)
-                 + np.float32((n - 1) / 2) for c, c0, n in zip(coords, (cx, cy, cz), grid.shape)]
-    radial = ndimage.map_coordinates(fields.sulci, projected, order=1, mode="nearest")
-    sulcus_distance = distance_to_zero_set(radial + np.float32(0.5) * fields.sulci, voxel)
-    sulcus_width = (0.4 + 2.6 * a) * morph.csf_factor
-    sulcus_depth = np.clip(12.0 + 4.0 * fields.sulcal_depth, 5.0, 20.0).astype(np.float32)
-    lining = slab_fraction(sulcus_distance, sulcus_width + 2 * thickness, voxel)
-    volume.paint(Tissue.GREY_MATTER, lining * inside_fraction(sulcus_depth + thickness - cortical_depth, voxel)
-                 * brain * cerebrum)
-    volume.paint(Tissue.CSF, slab_fraction(sulcus_distance, sulcus_width, voxel)
-                 * inside_fraction(sulcus_depth - cortical_depth, voxel) * brain * cerebrum)
-    volume.paint(Tissue.GREY_MATTER, slab_fraction(midline, fissure_width + 2 * thickness, voxel) * above * brain)
-    volume.paint(Tissue.CSF, slab_fraction(midline, fissure_width, voxel) * above * brain)
-
-    _paint_fissures(volume, coords, morph, fields, a, thickness, brain, cerebrum, brainstem, cerebrum_r, cerebellum_r)
-    folia_phase = 2 * np.pi * (z - cz + 0.64 * az + 0.35 * (y + 0.56 * ay)) / FOLIA_PERIOD_MM + 2.0 * fields.folia
-    folia_distance = np.abs(np.sin(folia_phase)) * np.float32(FOLIA_PERIOD_MM / (2 * np.pi))
-    volume.paint(Tissue.CSF, slab_fraction(folia_distance, (0.5 + 1.5 * a) * morph.csf_factor, voxel)
-                 * inside_fraction(7.0 - brain_depth, voxel) * brain * cerebellum)
-
+    _paint_sulci(volume, coords, morph, fields, a, thickness, brain_depth, brain, parts)
+    _paint_fissures(volume, coords, morph, fields, a, thickness, brain, parts)
+    _paint_folia(volume, coords, morph, fields, a, brain_depth, brain, parts)
+    cx, cy, cz = (float(v) for v in morph.cerebrum_center)
     _paint_deep_grey(volume, coords, morph, cx, cy, cz)
     _paint_ventricles(volume, coords, morph, fields, a, cx, cy, cz)
     _paint_focal(volume, coords, morph, fields, age, morph.wmh_seeds, Tissue.WMH, (Tissue.WHITE_MATTER,), (1, 1.3, 1))
     veins = (slab_fraction(distance_to_zero_set(fields.vein_a, voxel), 1.4, voxel)
-             * slab_fraction(distance_to_zero_set(fields.vein_b, voxel), 1.4, voxel))
-    volume.paint(Tissue.VEIN, veins * inside_fraction(brain_depth - 2.0, voxel) * cerebrum,
+             * slab_fraction(distance_to_zero_set(fields.vein_b, voxel), 1.4, voxel))  # crossings of two sheets
+    volume.paint(Tissue.VEIN, veins * inside_fraction(brain_depth - 2.0, voxel) * parts.cerebrum,
                  only=(Tissue.WHITE_MATTER, Tissue.GREY_MATTER))
     _paint_focal(volume, coords, morph, fields, age, morph.microbleed_seeds, Tissue.MICROBLEED,
                  (Tissue.WHITE_MATTER, Tissue.GREY_MATTER, Tissue.DEEP_GREY), (1, 1, 1))
-    return BrainContext(brain_depth_mm=brain_depth, brain_fraction=brain, atrophy=a)
+    return a
+
+
+def _paint_sulci(volume, coords, morph, fields, a, thickness, brain_depth, brain, parts):
+    """Sulci (CSF lined with grey matter) on the convexity and along the interhemispheric fissure.
+
+    Sulci are zero sets of a random field sampled on the projection onto an inner ellipsoid, so they
+    run radially; they widen with age. The medial surface is folded too: depth counts from either surface.
+    """
+    grid, voxel = volume.grid, volume.grid.voxel_mm
+    midline, above, fissure_width = _interhemispheric_fissure(coords, morph, fields, a, parts.cerebrum, voxel)
+    medial_depth = np.where(above > 0.5, np.abs(midline) - np.float32(fissure_width / 2), np.float32(1e3))
+    cortical_depth = np.minimum(brain_depth, medial_depth)
+
+    center = morph.cerebrum_center
+    projected = [(c0 + (c - c0) * np.float32(0.95) / np.maximum(parts.cerebrum_radius, np.float32(0.05)))
+                 / np.float32(voxel) + np.float32((n - 1) / 2) for c, c0, n in zip(coords, center, grid.shape)]
+    radial = ndimage.map_coordinates(fields.sulci, projected, order=1, mode="nearest")
+    distance = distance_to_zero_set(radial + np.float32(0.5) * fields.sulci, voxel)
+    width = (0.4 + 2.6 * a) * morph.csf_factor
+    depth_limit = np.clip(12.0 + 4.0 * fields.sulcal_depth, 5.0, 20.0).astype(np.float32)
+    region = brain * parts.cerebrum
+    volume.paint(Tissue.GREY_MATTER, slab_fraction(distance, width + 2 * thickness, voxel)
+                 * inside_fraction(depth_limit + thickness - cortical_depth, voxel) * region)
+    volume.paint(Tissue.CSF, slab_fraction(distance, width, voxel)
+                 * inside_fraction(depth_limit - cortical_depth, voxel) * region)
+    volume.paint(Tissue.GREY_MATTER, slab_fraction(midline, fissure_width + 2 * thickness, voxel) * above * brain)
+    volume.paint(Tissue.CSF, slab_fraction(midline, fissure_width, voxel) * above * brain)
 
 
 def _interhemispheric_fissure(coords, morph, fields, a, cerebrum, voxel):
@@ -228,13 +234,14 @@ def _interhemispheric_fissure(coords, morph, fields, a, cerebrum, voxel):
     x, y, z = coords
     ay, az = morph.semi_axes_mm[1:]
     cy, cz = morph.cerebrum_center[1:]
-    callosum_top = cz + az * (-0.35 + 0.6 * np.exp(-((y - cy) / (0.42 * ay)) ** 4))
+    along = ((y - cy) / np.float32(0.42 * ay)) ** 2
+    callosum_top = cz + np.float32(az) * (np.float32(-0.35) + np.float32(0.6) * np.exp(-along * along))
     above = inside_fraction(z - callosum_top, voxel) * cerebrum
     midline = x - np.float32(morph.midline_mm) - np.float32(1.2) * fields.surface
     return midline, above, (0.8 + 2.0 * a) * morph.csf_factor
 
 
-def _paint_fissures(volume, coords, morph, fields, a, thickness, brain, cerebrum, brainstem, cerebrum_r, cerebellum_r):
+def _paint_fissures(volume, coords, morph, fields, a, thickness, brain, parts):
     """Sylvian fissures and the tentorium."""
     voxel = volume.grid.voxel_mm
     x, y, z = coords
@@ -243,14 +250,26 @@ def _paint_fissures(volume, coords, morph, fields, a, thickness, brain, cerebrum
     # Sylvian fissures: an oblique sheet from the lateral surface in to the insula.
     plane = (z - cz + 0.05 * az - 0.3 * (y - cy)) / np.float32(np.sqrt(1.09)) + np.float32(4.0) * fields.surface
     lateral = (inside_fraction(np.abs(x - cx) - 0.6 * ax, voxel)
-               * inside_fraction(0.35 * ay - np.abs(y - cy - 0.05 * ay), voxel))
+               * inside_fraction(0.35 * ay - np.abs(y - cy - 0.05 * ay), voxel)) * brain * parts.cerebrum
     width = (1.0 + 2.5 * a) * morph.csf_factor
-    volume.paint(Tissue.GREY_MATTER, slab_fraction(plane, width + 2 * thickness, voxel) * lateral * brain * cerebrum)
-    volume.paint(Tissue.CSF, slab_fraction(plane, width, voxel) * lateral * brain * cerebrum)
+    volume.paint(Tissue.GREY_MATTER, slab_fraction(plane, width + 2 * thickness, voxel) * lateral)
+    volume.paint(Tissue.CSF, slab_fraction(plane, width, voxel) * lateral)
     # Tentorium: CSF between the occipital lobes and the cerebellum; the brainstem stays white matter.
-    tentorium = (cerebrum_r - cerebellum_r) * np.float32(0.3 * az)
-    near = ((cerebrum_r < 1.15) & (cerebellum_r < 1.15)).astype(np.float32) * (1 - brainstem)
+    tentorium = (parts.cerebrum_radius - parts.cerebellum_radius) * np.float32(0.3 * az)
+    near = ((parts.cerebrum_radius < 1.15) & (parts.cerebellum_radius < 1.15)).astype(np.float32) * (1 - parts.brainstem)
     volume.paint(Tissue.CSF, slab_fraction(tentorium, (1.2 + 1.5 * a) * morph.csf_factor, voxel) * near * brain)
+
+
+def _paint_folia(volume, coords, morph, fields, a, brain_depth, brain, parts):
+    """Cerebellar folia: thin, roughly horizontal CSF sheets in the cerebellar cortex."""
+    voxel = volume.grid.voxel_mm
+    _, y, z = coords
+    ay, az = morph.semi_axes_mm[1:]
+    cz = morph.cerebrum_center[2]
+    phase = 2 * np.pi * (z - cz + 0.64 * az + 0.35 * (y + 0.56 * ay)) / FOLIA_PERIOD_MM + 2.0 * fields.folia
+    distance = np.abs(np.sin(phase)) * np.float32(FOLIA_PERIOD_MM / (2 * np.pi))
+    volume.paint(Tissue.CSF, slab_fraction(distance, (0.5 + 1.5 * a) * morph.csf_factor, voxel)
+                 * inside_fraction(7.0 - brain_depth, voxel) * brain * parts.cerebellum)
 
 
 # (centre relative to the cerebrum centre in mm for size 1, semi-axes in mm, tissue); x mirrored per hemisphere

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from fomo_nn.utils.files import atomic_path
+from fomo_nn.utils.files import write_atomically
 
 
 def _file_mode() -> int:
@@ -23,16 +23,13 @@ FILE_MODE = _file_mode()
 
 def write_file(path: str | Path, payload: bytes | str) -> Path:
     """Write `payload` to `path` so that readers only ever see a complete file."""
-    path = Path(path)
-    temp = atomic_path(path)
-    try:
-        temp.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+
+    def write(temp: Path) -> None:
+        temp.write_bytes(data)
         os.chmod(temp, FILE_MODE)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    return path
+
+    return write_atomically(path, write)
 
 
 def write_json(path: str | Path, data) -> Path:

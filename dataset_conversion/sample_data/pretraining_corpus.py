@@ -24,8 +24,8 @@ from dataset_conversion.sample_data.tissues import AnatomyGrid
 PRETRAINING_STREAM = 0
 SEQUENCE_WEIGHTS = {"t1": 0.9, "t2": 0.6, "flair": 0.6, "dwi_b1000": 0.3, "adc": 0.25, "swi": 0.2, "t2s": 0.2,
                     "pd": 0.15}
-SESSION_COUNTS, SESSION_PROBABILITIES = (1, 2, 3), (0.62, 0.27, 0.11)
-SEQUENCE_COUNTS, SEQUENCE_PROBABILITIES = (2, 3, 4, 5), (0.4, 0.33, 0.17, 0.1)
+SESSION_COUNTS, SESSION_PROBABILITIES = (1, 2, 3), (0.66, 0.25, 0.09)
+SEQUENCE_COUNTS, SEQUENCE_PROBABILITIES = (2, 3, 4, 5), (0.45, 0.32, 0.15, 0.08)
 
 
 @dataclass(frozen=True)
