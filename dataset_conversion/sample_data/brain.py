@@ -85,7 +85,8 @@ def draw_morphology(rng: np.random.Generator) -> Morphology:
         direction = rng.normal(size=3)
         center = direction / np.linalg.norm(direction) * rng.uniform(0.2, 0.8)
         center[2] = abs(center[2]) * 0.6
-        bleeds.append(FocalSeed(tuple(float(v) for v in center), 1.6, float(60 + 45 * rng.beta(2, 2) - 6 * susceptibility)))
+        onset = 60 + 45 * rng.beta(2, 2) - 6 * susceptibility
+        bleeds.append(FocalSeed(tuple(float(v) for v in center), 1.6, float(onset)))
     return Morphology(
         sex=sex, size=size, semi_axes_mm=semi, cerebrum_z_mm=float(5 * size), midline_mm=float(rng.normal(0, 1.0)),
         age_offset=float(rng.normal(0, 5.0)), ventricle_factor=float(np.exp(rng.normal(0, 0.1))),
@@ -256,7 +257,7 @@ def _paint_fissures(volume, coords, morph, fields, a, thickness, brain, parts):
     volume.paint(Tissue.CSF, slab_fraction(plane, width, voxel) * lateral)
     # Tentorium: CSF between the occipital lobes and the cerebellum; the brainstem stays white matter.
     tentorium = (parts.cerebrum_radius - parts.cerebellum_radius) * np.float32(0.3 * az)
-    near = ((parts.cerebrum_radius < 1.15) & (parts.cerebellum_radius < 1.15)).astype(np.float32) * (1 - parts.brainstem)
+    near = ((parts.cerebrum_radius < 1.15) & (parts.cerebellum_radius < 1.15)) * (1 - parts.brainstem)
     volume.paint(Tissue.CSF, slab_fraction(tentorium, (1.2 + 1.5 * a) * morph.csf_factor, voxel) * near * brain)
 
 

@@ -25,6 +25,13 @@ METADATA_FILE = "sample_data.json"
 MARKER_FILE = ".fomo_nn_sample_data"
 OWNED_FOLDERS = ("fomo60k", "finetune", "test")
 FORMAT_VERSION = 1
+NOTES = {
+    "peak_world_mm": "scanner RAS+ position (mm) of a lesion's deepest voxel in the written images",
+    "center_anatomy_mm": "lesion centre in the subject's anatomy frame (RAS+, head centre at 0, before head pose)",
+    "volume_voxels": "lesion voxels on the written image grid (task 2: the seg.nii.gz foreground)",
+    "volume_mm3": "lesion or tissue volume (mm^3) from partial-volume weights on the anatomy grid",
+    "target": "task 1: 1 infarct / 0 none; task 3: age in years (also in label.txt); task 2: see seg.nii.gz",
+}
 
 
 def _run_job(job):
@@ -102,7 +109,7 @@ def assemble_metadata(config: SampleDataConfig, seed: int, sites, subject_record
             counts[split][f"task{task}"] = entry
     return {
         "generator": "fomo_nn synthetic FOMO-like sample data", "format_version": FORMAT_VERSION,
-        "seed": int(seed), "size": config.size, "config": config.to_dict(), "counts": counts,
+        "seed": int(seed), "size": config.size, "config": config.to_dict(), "counts": counts, "notes": NOTES,
         "sites": {site.site_id: site.to_dict() for pool in sites.values() for site in pool},
         "pretraining": subject_records, "finetune": tasks["finetune"], "test": tasks["test"],
     }

@@ -174,7 +174,7 @@ def paint_infarcts(volume: LayeredVolume, coords, morph: Morphology, fields: Sub
         if layer is not None:
             lesions.append(Lesion("infarct", {"territory": spec.territory,
                                          "hemisphere": "right" if spec.hemisphere > 0 else "left",
-                                         "center_mm": [round(float(v), 2) for v in center]}, layer))
+                                         "center_anatomy_mm": [round(float(v), 2) for v in center]}, layer))
     return lesions
 
 
@@ -187,7 +187,8 @@ def paint_lacunes(volume: LayeredVolume, coords, morph: Morphology, specs) -> li
         distance = ellipsoid_distance([v[box] for v in coords], center, (spec.radius_mm,) * 3)
         layer = volume.paint(Tissue.CHRONIC_INFARCT, inside_fraction(distance, voxel), box=box, only=PARENCHYMA)
         if layer is not None:
-            lesions.append(Lesion("chronic_infarct", {"center_mm": [round(float(v), 2) for v in center]}, layer))
+            details = {"center_anatomy_mm": [round(float(v), 2) for v in center]}
+            lesions.append(Lesion("chronic_infarct", details, layer))
     return lesions
 
 
@@ -197,12 +198,12 @@ def paint_meningioma(volume: LayeredVolume, true_coords, icv: np.ndarray, spec: 
     offsets = [c - np.float32(c0) for c, c0 in zip(true_coords, placement.center_mm)]
     distance = np.sqrt(sum(o * o for o in offsets))
     if spec.edema_mm > 0:
-        volume.paint(Tissue.EDEMA, inside_fraction(placement.radius_mm + spec.edema_mm + 2.0 * fields.texture - distance,
-                                                   voxel), only=(Tissue.WHITE_MATTER, Tissue.WMH))
+        reach = np.float32(placement.radius_mm + spec.edema_mm) + np.float32(2.0) * fields.texture
+        volume.paint(Tissue.EDEMA, inside_fraction(reach - distance, voxel), only=(Tissue.WHITE_MATTER, Tissue.WMH))
     lobulated = np.float32(placement.radius_mm) * (1 + np.float32(0.07) * fields.folia)
     layer = volume.paint(Tissue.MENINGIOMA, inside_fraction(lobulated - distance, voxel) * icv)
     if layer is None:
         return []
     return [Lesion("meningioma", {"site": spec.site, "radius_mm": round(spec.radius_mm, 2),
                                   "edema_mm": round(spec.edema_mm, 2),
-                                  "center_mm": [round(float(v), 2) for v in placement.center_mm]}, layer)]
+                                  "center_anatomy_mm": [round(float(v), 2) for v in placement.center_mm]}, layer)]

@@ -105,7 +105,8 @@ def build_sites(seed: int) -> dict[str, list[Site]]:
             registered = pool == "finetune"
             pool_sites.append(Site(
                 site_id=f"{pool}_{index + 1}", pool=pool, axcodes=axcodes,
-                spacing_factors=tuple(round(float(f), 4) for f in factors), oblique_deg=tuple(float(v) for v in oblique),
+                spacing_factors=tuple(round(float(f), 4) for f in factors),
+                oblique_deg=tuple(float(v) for v in oblique),
                 fov_factors=tuple(round(float(v), 4) for v in rng.uniform(1.0, 1.2, 3)), dtype=dtype,
                 intensity_scale=round(scale, 4), adc_scale=adc_scale,
                 noise_fraction=round(float(rng.uniform(*noise)), 4), bias_strength=round(float(rng.uniform(*bias)), 4),
