@@ -1,0 +1,102 @@
+"""fomo_nn_predict: apply a trained model to new scans (folder mode) or to one case (FOMO25 challenge mode).
+
+Folder mode:    fomo_nn_predict -i IN -o OUT (-d DATASET [-tr TRAINER] [-p PLANS] | -m MODEL_DIR) [-f 0 1 ...]
+Challenge mode: fomo_nn_predict --task {1,2,3} -m MODEL_DIR --flair F ... --output OUT
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fomo_nn.io.errors import BadInputError
+
+PROG = "fomo_nn_predict"
+EPILOG = """\
+inputs: IN is either the raw layout (CASE_0000.nii.gz, CASE_0001.nii.gz, ... one file per model channel)
+or the FOMO layout (sub_X/ses_1/<sequence>.nii.gz; channels found by sequence name, swi_or_t2s takes swi
+else t2s). Channels on different voxel grids are resampled onto the first channel's grid with a warning
+naming the files (--misaligned resample, the default) or the case is refused (--misaligned error).
+
+outputs: segmentation CASE.nii.gz in the input's exact grid (+ CASE.npz and CASE_probabilities.nii.gz with
+--save-probabilities); classification CASE.txt (probability of the positive class) and predictions.csv
+(case_id,value,prob_<class>...); regression CASE.txt (the value in the target's unit) and predictions.csv
+(case_id,value). Cases whose outputs exist are skipped unless --overwrite. A bad case is reported and the
+others are still predicted; the exit status is 1 when any case failed.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", "--input", required=True, help="input folder (raw or FOMO layout)")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("-d", "--dataset", help="dataset id or name; the model folder is found in fomo_nn_results")
+    model.add_argument("-m", "--model", dest="model_dir", help="model folder <trainer>__<plans>__<configuration>")
+    parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
+    parser.add_argument("-tr", "--trainer", help="trainer name (with -d; default: the task's default trainer)")
+    parser.add_argument("-p", "--plans", dest="plans_name", help="plans name (with -d)")
+    parser.add_argument("-c", "--configuration", default=None, help="configuration (with -d; default 3d_fullres)")
+    parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirroring test-time augmentation (default: on for segmentation, off otherwise)")
+    parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch (0-1]")
+    parser.add_argument("--save-probabilities", action="store_true", help="also write segmentation probabilities")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--misaligned", choices=("resample", "error"), default="resample",
+                        help="channels on different grids: resample onto the first channel's grid or refuse")
+    parser.add_argument("--overwrite", action="store_true", help="predict cases whose outputs already exist")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads that preprocess the next and export the previous case (default 2)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def print_summary(report) -> None:
+    parts = [f"{len(report.predicted)} predicted", f"{len(report.skipped)} skipped (outputs exist)"]
+    if report.failed:
+        parts.append(f"{len(report.failed)} FAILED")
+    print(f"[{PROG}] " + ", ".join(parts), file=sys.stderr)
+    for message in report.failed.values():
+        print(f"[{PROG}]   failed {message}", file=sys.stderr)
+
+
+def run_folder_mode(args, parser) -> int:
+    from fomo_nn.inference.inputs import discover_cases
+    from fomo_nn.inference.model_folder import choose_device, load_ensemble, model_folder_from_dataset
+    from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
+
+    if not 0 < args.step <= 1:
+        parser.error(f"--step must be in (0, 1], got {args.step}")
+    if args.model_dir and (args.trainer or args.plans_name or args.configuration):
+        parser.error("-tr/-p/-c choose a model folder with -d; with -m the folder is given")
+    try:
+        model_dir = args.model_dir or model_folder_from_dataset(args.dataset, args.trainer, args.plans_name,
+                                                                args.configuration)
+        ensemble = load_ensemble(model_dir, args.folds, args.checkpoint, choose_device(args.device))
+        cases = discover_cases(args.input, ensemble.plans.channel_names)
+    except (BadInputError, FileNotFoundError, RuntimeError, ValueError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"[{PROG}] {ensemble.task_type} model {model_dir}, folds {', '.join(ensemble.fold_names)}, "
+          f"{len(cases)} case(s)", file=sys.stderr)
+    settings = PredictionSettings(tta=args.tta, step=args.step, save_probabilities=args.save_probabilities,
+                                  overwrite=args.overwrite, misaligned=args.misaligned, num_threads=args.threads,
+                                  progress=not args.no_progress)
+    report = EnsemblePredictor(ensemble, settings).predict_folder_cases(cases, args.output)
+    print_summary(report)
+    return 0 if report.ok else 1
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--task" or a.startswith("--task=") for a in argv):
+        from fomo_nn.inference.challenge import main as challenge_main
+
+        return challenge_main(argv, prog=PROG)
+    parser = build_parser()
+    return run_folder_mode(parser.parse_args(argv), parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Predict many cases with a fold ensemble, overlapping file work with network work.
+
+While the network predicts case i, a small thread pool reads and preprocesses case i+1 and
+exports case i-1 (numpy, zlib and file I/O release the GIL, so threads overlap without copying
+volumes between processes). Folds are ensembled by averaging what they output: class
+probabilities per voxel (segmentation), class probabilities (classification), values in the
+target's unit (regression). A bad case is reported with its reason and the run goes on.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fomo_nn.inference import export
+from fomo_nn.inference.case_loading import read_case
+from fomo_nn.inference.inputs import InferenceCase
+from fomo_nn.inference.model_folder import ModelEnsemble
+from fomo_nn.io import BadInputError
+from fomo_nn.io.image_io import file_ending
+from fomo_nn.preprocessing.case_preprocessing import preprocess_loaded
+
+
+@dataclass
+class PredictionSettings:
+    tta: bool | None = None  # None: mirroring TTA for segmentation only
+    step: float = 0.5
+    save_probabilities: bool = False
+    overwrite: bool = False
+    misaligned: str = "resample"
+    num_threads: int = 2  # preprocessing/export threads beside the network
+    progress: bool = True
+
+    def tta_for(self, task_type: str) -> bool:
+        return (task_type == "segmentation") if self.tta is None else bool(self.tta)
+
+
+@dataclass
+class PreparedCase:
+    case: InferenceCase
+    data: np.ndarray  # (C, X, Y, Z) on the plans' grid
+    properties: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    predicted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # outputs already there (rerun without --overwrite)
+    failed: dict[str, str] = field(default_factory=dict)  # case id -> reason
+    warnings: list[str] = field(default_factory=list)
+    values: dict[str, object] = field(default_factory=dict)  # case id -> csv row (classification/regression)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def describe_failure(case_id: str, error: BaseException) -> str:
+    if isinstance(error, BadInputError):
+        return f"case {case_id}: {error}"
+    return f"case {case_id}: {type(error).__name__}: {error}"
+
+
+class EnsemblePredictor:
+    """Preprocess -> predict with every fold -> average -> export, for one model folder."""
+
+    def __init__(self, ensemble: ModelEnsemble, settings: PredictionSettings | None = None):
+        self.ensemble = ensemble
+        self.plans = ensemble.plans
+        self.settings = settings or PredictionSettings()
+        self.device = next(ensemble.folds[0].network.parameters()).device
+
+    @property
+    def task_type(self) -> str:
+        return self.plans.task_type
+
+    # ---------------------------------------------------------------------------------- one case
+    def prepare(self, case: InferenceCase, reference_index: int = 0) -> PreparedCase:
+        if case.problem is not None:
+            raise case.problem
+        read = read_case(case.image_files, self.settings.misaligned, reference_index)
+        data, _, properties = preprocess_loaded(read.loaded, self.plans)
+        properties["case_id"] = case.case_id
+        return PreparedCase(case, data, properties, read.warnings)
+
+    def predict(self, data: np.ndarray):
+        """The folds' mean: probabilities (K, X, Y, Z) / probabilities (K,) / a value."""
+        tta = self.settings.tta_for(self.task_type)
+        total = None
+        tensor = torch.from_numpy(np.ascontiguousarray(data))
+        for fold in self.ensemble.folds:
+            output = fold.predict(tensor, tta=tta, step=self.settings.step)
+            if isinstance(output, np.ndarray) and total is not None:
+                total += output
+            else:
+                total = output if total is None else total + output
+        count = len(self.ensemble.folds)
+        if isinstance(total, np.ndarray):
+            total /= count
+            return total
+        return float(total) / count
+
+    def export(self, prepared: PreparedCase, prediction, outputs: export.CaseOutputs) -> dict | None:
+        if self.task_type == "segmentation":
+            export.export_segmentation(prediction, prepared.properties, self.plans, outputs)
+            return None
+        if self.task_type == "classification":
+            return export.export_classification(prediction, prepared.case.case_id, self.plans, outputs)
+        return export.export_regression(prediction, prepared.case.case_id, outputs)
+
+    def outputs_for(self, case: InferenceCase, output_dir: Path) -> export.CaseOutputs:
+        ending = file_ending(case.image_files[0]) if case.image_files else ".nii.gz"
+        return export.case_outputs(output_dir, case.case_id, self.task_type, ending, self.settings.save_probabilities)
+
+    # ---------------------------------------------------------------------------------- many cases
+    def predict_folder_cases(self, cases: list[InferenceCase], output_dir: str | Path) -> RunReport:
+        """Predict into `output_dir` (CASE outputs + predictions.csv for classification/regression)."""
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = output_dir / export.CSV_NAME if self.task_type != "segmentation" else None
+        header = export.csv_header(self.plans)
+        rows = export.read_predictions_csv(csv_path, header) if csv_path else {}
+        order = [c.case_id for c in cases]
+
+        def skip(case: InferenceCase, outputs: export.CaseOutputs) -> bool:
+            return outputs.done() and (csv_path is None or case.case_id in rows)
+
+        def on_row(case_id: str, row: dict) -> None:
+            rows[case_id] = row
+            export.write_predictions_csv(csv_path, rows, header, order)
+
+        report = self.run(cases, lambda case: self.outputs_for(case, output_dir), skip=skip,
+                          on_row=on_row if csv_path else None)
+        if csv_path is not None and rows:
+            export.write_predictions_csv(csv_path, rows, header, order)
+        return report
+
+    def run(self, cases: list[InferenceCase], outputs_for: Callable[[InferenceCase], export.CaseOutputs],
+            skip: Callable | None = None, on_row: Callable | None = None, reference_index: int = 0) -> RunReport:
+        """The pipelined loop: preprocessing ahead, export behind, the network in this thread."""
+        report = RunReport()
+        todo = []
+        for case in cases:
+            outputs = outputs_for(case)
+            if not self.settings.overwrite and (skip(case, outputs) if skip else outputs.done()):
+                report.skipped.append(case.case_id)
+            else:
+                todo.append((case, outputs))
+        if report.skipped:
+            print(f"[fomo_nn] {len(report.skipped)} case(s) already predicted, skipped (--overwrite to redo)",
+                  file=sys.stderr)
+        lookahead = max(1, self.settings.num_threads - 1)
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.num_threads)) as pool:
+            queued: deque[tuple[InferenceCase, export.CaseOutputs, Future]] = deque()
+            exports: list[tuple[InferenceCase, Future]] = []
+            pending = iter(todo)
+
+            def refill():
+                while len(queued) < lookahead:
+                    item = next(pending, None)
+                    if item is None:
+                        return
+                    queued.append((*item, pool.submit(self.prepare, item[0], reference_index)))
+
+            refill()
+            progress = tqdm(total=len(todo), desc="predicting", unit="case", disable=not self.settings.progress)
+            while queued:
+                case, outputs, future = queued.popleft()
+                refill()
+                try:
+                    prepared = future.result()
+                    for warning in prepared.warnings:
+                        self._warn(report, f"case {case.case_id}: {warning}")
+                    prediction = self.predict(prepared.data)
+                except Exception as error:  # one bad case must not stop the others
+                    self._fail(report, case.case_id, error)
+                    progress.update()
+                    continue
+                exports.append((case, pool.submit(self.export, prepared, prediction, outputs)))
+                del prepared, prediction
+                self._collect(exports, report, on_row, block=False)
+                progress.update()
+            self._collect(exports, report, on_row, block=True)
+            progress.close()
+        return report
+
+    def _collect(self, exports: list, report: RunReport, on_row, block: bool) -> None:
+        for item in list(exports):
+            case, future = item
+            if not block and not future.done():
+                continue
+            exports.remove(item)
+            try:
+                row = future.result()
+            except Exception as error:
+                self._fail(report, case.case_id, error)
+                continue
+            report.predicted.append(case.case_id)
+            if row is not None:
+                report.values[case.case_id] = row
+                if on_row is not None:
+                    on_row(case.case_id, row)
+
+    @staticmethod
+    def _warn(report: RunReport, message: str) -> None:
+        report.warnings.append(message)
+        tqdm.write(f"[fomo_nn] warning: {message}", file=sys.stderr)
+
+    @staticmethod
+    def _fail(report: RunReport, case_id: str, error: Exception) -> None:
+        message = describe_failure(case_id, error)
+        report.failed[case_id] = message
+        tqdm.write(f"[fomo_nn] FAILED {message}", file=sys.stderr)
+        if not isinstance(error, (BadInputError, ValueError)):
+            tqdm.write(traceback.format_exc(), file=sys.stderr)
