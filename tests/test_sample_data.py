@@ -157,27 +157,35 @@ def test_background_is_exactly_zero_and_brain_positive(sample):
 
 
 def test_any_orientation_reorients_to_the_same_anatomy():
-    """Write one case through sites with different axes, flips, spacing and obliquity: same world anatomy."""
+    """Write one case through sites with other axes, flips, spacing and obliquity: same world anatomy."""
     grid = AnatomyGrid(TINY.grid_shape, TINY.voxel_mm)
     sites = build_sites(0)
-    plan = [p for p in plan_task_cases(TINY, 0, sites) if p.task == 3][0]
+    plan = [p for p in plan_task_cases(TINY, 0, sites) if p.task == 1 and p.label == 1][0]
     reference_site = dataclasses.replace(sites["finetune"][0], noise_fraction=0.0, bias_strength=0.0)
-    reference = simulate_task_case(dataclasses.replace(plan, site=reference_site), grid, 0).session
-    ref_values, ref_affine = reference.images["t1"].values(), reference.geometry.affine
+    reference = simulate_task_case(dataclasses.replace(plan, site=reference_site), grid, 0)
+    ref_values, ref_affine = reference.session.images["dwi_b1000"].values(), reference.session.geometry.affine
+    ref_lesion = _infarct_centroid(reference)
+    assert abs(ref_lesion[0]) > 15  # off the midline, so a left-right mix-up would show
     for axcodes, spacing, oblique in (("LPS", (1, 1, 1), (0, 0, 0)), ("PIR", (1, 1, 2), (0, 0, 0)),
                                       ("LAS", (0.9, 1.1, 1), (8, 0, 5))):
         site = dataclasses.replace(reference_site, axcodes=axcodes, spacing_factors=spacing, oblique_deg=oblique)
-        other = simulate_task_case(dataclasses.replace(plan, site=site), grid, 0).session
-        values = other.images["t1"].values()
+        case = simulate_task_case(dataclasses.replace(plan, site=site), grid, 0)
+        other = case.session
+        assert "".join(nib.aff2axcodes(other.geometry.affine)) == axcodes
         # sample the other scan at the world position of every reference voxel
         to_other = np.linalg.inv(other.geometry.affine) @ ref_affine
-        resampled = ndimage.affine_transform(values, to_other[:3, :3], to_other[:3, 3], output_shape=ref_values.shape,
-                                             order=1)
+        resampled = ndimage.affine_transform(other.images["dwi_b1000"].values(), to_other[:3, :3], to_other[:3, 3],
+                                             output_shape=ref_values.shape, order=1)
         both = (ref_values > 0) & (resampled > 0)
         assert both.sum() > 0.9 * (ref_values > 0).sum(), axcodes
         assert np.corrcoef(ref_values[both], resampled[both])[0, 1] > 0.9, axcodes
-        # and the RAS view from fomo_nn.io has the reference's orientation
-        assert "".join(nib.aff2axcodes(other.geometry.affine)) == axcodes
+        assert np.linalg.norm(_infarct_centroid(case) - ref_lesion) < 0.6 * max(other.geometry.spacing), axcodes
+
+
+def _infarct_centroid(case):
+    """World position (mm) of the centre of the case's first infarct on its scan grid."""
+    mask = next(m for lesion, m in zip(case.anatomy.lesions, case.session.lesion_masks) if lesion.kind == "infarct")
+    return (case.session.geometry.affine @ [*np.argwhere(mask).mean(axis=0), 1.0])[:3]
 
 
 def test_int16_scaling_round_trips_through_fomo_nn_io(sample):
