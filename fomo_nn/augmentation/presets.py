@@ -3,8 +3,9 @@
 - FOMO25: the more augmentations a pretraining used, the worse its classification and regression
   ranks; spatial augmentations helped segmentation. So classification/regression get a light plan
   (left-right mirror, small rotation and scaling, little intensity, rare artifacts) and
-  segmentation a spatial-heavy one (rotation, scaling, elastic, mirroring on all axes, nnU-Net's
-  intensity set).
+  segmentation a spatial-heavy one: every spatial kind (rotation and scaling with nnU-Net's
+  probabilities and ranges, elastic deformation, which nnU-Net v2 dropped, mirroring on all axes),
+  nnU-Net's intensity set and rare artifacts.
 - Masked reconstruction pretraining uses the official baseline's set ("augmentation reversal": the
   input is corrupted, the target stays the clean, spatially transformed image): elastic .33,
   rotation .2 (+-30 deg), scaling .2 (0.9-1.1), additive noise .2, blur .2, multiplicative noise .2,
@@ -70,7 +71,7 @@ _PRESETS = {
     "classification": _LIGHT,
     "regression": _LIGHT,
     "segmentation": {
-        "spatial": {"rotation": {"p": 0.3, "max_degrees": 30.0}, "scaling": {"p": 0.3, "range": [0.7, 1.4]},
+        "spatial": {"rotation": {"p": 0.2, "max_degrees": 30.0}, "scaling": {"p": 0.2, "range": [0.7, 1.4]},
                     "elastic": {"p": 0.2, "scale": [0.1, 0.2], "magnitude": [2.0, 6.0]},
                     "mirror": {"p": 0.5, "axes": [0, 1, 2]}},
         "intensity": _NNUNET_INTENSITY,
