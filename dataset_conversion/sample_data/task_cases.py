@@ -112,16 +112,34 @@ class SimulatedCase:
     def target(self) -> float | int | None:
         return self.plan.label if self.plan.task == 1 else (self.age if self.plan.task == 3 else None)
 
+    def label_is_visible(self) -> bool:
+        """An infarct-positive case shows an infarct and a task 2 case a meningioma on its scan grid."""
+        wanted = {1: "infarct" if self.plan.label == 1 else None, 2: "meningioma"}.get(self.plan.task)
+        return wanted is None or any(lesion.kind == wanted and mask.any()
+                                     for lesion, mask in zip(self.anatomy.lesions, self.session.lesion_masks))
+
+
+MAX_PATHOLOGY_DRAWS = 5
+
 
 def simulate_task_case(plan: TaskCasePlan, grid: AnatomyGrid, seed: int) -> SimulatedCase:
-    """Build and scan one case in memory (deterministic in `seed` and the plan)."""
+    """Build and scan one case in memory (deterministic in `seed` and the plan).
+
+    If the drawn lesion does not show on the scan grid (too small for very thick slices), the
+    pathology is drawn again from the next seeded stream, so a label always has its lesion.
+    """
     morph = draw_morphology(_case_rng(seed, plan, 0))
     age = draw_case_age(plan, _case_rng(seed, plan, 1))
-    pathology = draw_case_pathology(plan, _case_rng(seed, plan, 2), grid.voxel_mm)
-    anatomy = build_anatomy(morph, age, grid, pathology)
     channels = task_channels(plan.task, plan.susceptibility)
-    session = scan_session(anatomy, plan.site, {name: name for name in channels}, _case_rng(seed, plan, 3))
-    return SimulatedCase(plan, age, morph.sex, anatomy, session, channels)
+    for attempt in range(MAX_PATHOLOGY_DRAWS):
+        rng = _case_rng(seed, plan, 2) if attempt == 0 else _case_rng(seed, plan, 10 + attempt)
+        anatomy = build_anatomy(morph, age, grid, draw_case_pathology(plan, rng, grid.voxel_mm))
+        session = scan_session(anatomy, plan.site, {name: name for name in channels}, _case_rng(seed, plan, 3))
+        case = SimulatedCase(plan, age, morph.sex, anatomy, session, channels)
+        if case.label_is_visible():
+            return case
+    raise RuntimeError(f"{plan.split}/task{plan.task}/{plan.case_id}: no visible lesion after "
+                       f"{MAX_PATHOLOGY_DRAWS} draws (grid {grid.shape} at {grid.voxel_mm} mm)")
 
 
 def case_folder(out_dir: Path, plan: TaskCasePlan) -> Path:
