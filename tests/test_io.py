@@ -132,3 +132,18 @@ def test_bad_inputs_name_file_and_problem(tmp_path):
     with pytest.raises(BadInputError, match="unsupported file type"):
         read_image(tmp_path / "x.png")
     assert gzip  # gzip-compressed and plain NIfTI both handled above
+
+
+def test_atomic_writes_get_ordinary_file_modes(tmp_path):
+    import os
+    import stat
+
+    from fomo_nn.utils.files import write_text_atomic
+
+    mask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob(".x.json*"))

@@ -16,7 +16,14 @@ def atomic_path(path: str | Path, suffix: str = ".part") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(handle)
+    os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes owner-only files; a final file gets the usual mode
     return Path(temp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomically(path: str | Path, writer, suffix: str = ".part") -> Path:
