@@ -3,7 +3,7 @@
 
 For one task it runs `python /app/predict.py --<sequence> /input/ses_1/<file> ... --output /output/<sub>.<ext>`
 with the subject folder bound read-only at /input and an empty writable /output, then checks:
-exit status 0 within the time limit; exactly the output file appears in /output (nothing else, no
+exit status 0 within the time limit; /input unchanged; exactly the output file appears in /output (nothing else, no
 temporary leftovers); task 1: a .txt with one float in [0, 1]; task 2: a NIfTI with the FLAIR's
 shape and affine and values exactly {0, 1}; task 3: a .txt with one finite float (the age).
 Tasks 1 and 2 are run once with --swi and once with --t2s (the validator passed whichever existed).
@@ -98,6 +98,11 @@ def make_writable(root: Path) -> None:
             os.chmod(os.path.join(folder, name), stat.S_IRUSR | stat.S_IWUSR)
 
 
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file: /input must be unchanged (root ignores the read-only bits in --direct)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
 def find_sequence(subject_dir: Path, sequence: str) -> Path | None:
     for folder in (subject_dir / "ses_1", subject_dir):
         for ending in (".nii.gz", ".nii"):
@@ -183,6 +188,7 @@ def run_check(args, task: int, variant: str | None, subject_dir: Path, files: di
     else:
         task_arguments = predict_arguments(task, files, variant, "/input", subject_dir, f"/output/{output_name}")
     command, env = container_command(args, task_arguments, subject_dir, output_dir)
+    before = tree_snapshot(subject_dir)
     start = time.perf_counter()
     try:
         completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.time_limit * 3)
@@ -194,6 +200,8 @@ def run_check(args, task: int, variant: str | None, subject_dir: Path, files: di
         result.fail(f"exit status {completed.returncode}; stderr tail:\n{completed.stderr[-2000:]}")
     if result.seconds > args.time_limit:
         result.fail(f"took {result.seconds:.1f} s, over the {args.time_limit:.0f} s limit")
+    if tree_snapshot(subject_dir) != before:
+        result.fail("the input folder was modified (it is mounted read-only in the challenge)")
     produced = sorted(p.name for p in output_dir.iterdir())
     if produced != [output_name]:
         result.fail(f"/output holds {produced}, expected exactly [{output_name!r}]")
