@@ -61,5 +61,6 @@ class BiasFieldTransform(ArtifactTransform):
 
     def corrupt(self, channel, foreground, coefficients, strength):
         field = torch.exp(log_bias_field(tuple(channel.shape), coefficients, strength)).to(channel.dtype)
-        zero_level = torch.clamp(channel[foreground].min(), max=0)
+        # min(0, lowest foreground value) == min(0, lowest value): the background is 0 (and no indexing copy)
+        zero_level = torch.clamp(channel.min(), max=0)
         return zero_level + field * (channel - zero_level)

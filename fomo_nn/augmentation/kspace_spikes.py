@@ -50,7 +50,7 @@ class KSpaceSpikeTransform(ArtifactTransform):
         return {"spikes": spikes}
 
     def corrupt(self, channel, foreground, spikes):
-        scale = channel[foreground].abs().mean()
+        scale = channel.abs().sum() / foreground.sum()  # mean |x| over the foreground (background is 0)
         out = channel.clone()
         for frequency, phase, intensity in spikes:
             out += (intensity * scale) * plane_wave(tuple(channel.shape), frequency, phase)

@@ -3,7 +3,8 @@
 Periodic motion (breathing, pulsation) corrupts k-space lines periodically along the phase-encoding
 direction. Here every `num_ghosts`-th line along that axis is scaled by (1 - intensity). Multiplying
 k-space by a comb of period n convolves the image with n evenly spaced copies, so the result is the
-image minus (intensity / n) times its n shifted copies at multiples of N / n voxels:
+image minus (intensity / n) times its n shifted copies at multiples of N / n voxels (exactly so when
+n divides N; otherwise the copies sit at fractional shifts):
 
     x' = x - (intensity / n) * sum_{j=0}^{n-1} roll(x, j * N / n, axis)
 
@@ -25,12 +26,17 @@ def ghosting_line_weights(n: int, num_ghosts: int, intensity: float) -> torch.Te
 
 
 def apply_kspace_line_weights(channel: torch.Tensor, weights: torch.Tensor, axis: int) -> torch.Tensor:
-    """Multiply the 1D Fourier transform along `axis` by `weights` and go back (real part)."""
-    spectrum = torch.fft.fft(channel, dim=axis)
+    """Re(ifft(weights * fft(channel))) along `axis`, computed with real FFTs.
+
+    For a real signal the real part of the result only sees the even part of the weights,
+    (w[k] + w[-k]) / 2, so the half spectrum of rfft with those weights gives the same image.
+    """
+    n = channel.shape[axis]
+    even = (weights + torch.roll(weights.flip(0), 1)) / 2  # w[-k mod n] = roll(flip(w), 1)[k]
     shape = [1] * channel.ndim
     shape[axis] = -1
-    spectrum = spectrum * weights.reshape(shape).to(spectrum.dtype)
-    return torch.fft.ifft(spectrum, dim=axis).real
+    half = even[:n // 2 + 1].reshape(shape)
+    return torch.fft.irfft(torch.fft.rfft(channel, dim=axis) * half, n=n, dim=axis)
 
 
 class MotionGhostingTransform(ArtifactTransform):
