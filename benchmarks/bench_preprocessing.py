@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,8 @@ def _tree(pid: int) -> list[int]:
 def run_measured(command: list[str], env: dict) -> dict:
     """Wall time, peak single-process RSS and peak tree RSS (MB) of a command; raises on failure."""
     peak = {"process": 0, "tree": 0}
+    load_before = os.getloadavg()[0]
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     done = threading.Event()
@@ -167,10 +170,12 @@ def run_measured(command: list[str], env: dict) -> dict:
     done.set()
     sampler.join()
     seconds = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
-    return {"seconds": seconds, "peak_process_mb": peak["process"] / 1024, "peak_tree_mb": peak["tree"] / 1024,
-            "output": output}
+    return {"seconds": seconds, "cpu_seconds": cpu, "load_before": load_before,
+            "peak_process_mb": peak["process"] / 1024, "peak_tree_mb": peak["tree"] / 1024, "output": output}
 
 
 def fomo_env(root: Path) -> dict:
@@ -205,6 +210,8 @@ def run_nnunet(root: Path, dataset_id: int, workers: int, venv: Path) -> dict:
 
 def summarize(runs: list[dict]) -> dict:
     return {"best_seconds": min(r["seconds"] for r in runs), "all_seconds": [round(r["seconds"], 1) for r in runs],
+            "cpu_seconds": [round(r["cpu_seconds"], 1) for r in runs],
+            "load_before": [round(r["load_before"], 1) for r in runs],
             "peak_process_mb": max(r["peak_process_mb"] for r in runs),
             "peak_tree_mb": max(r["peak_tree_mb"] for r in runs), "command": runs[0]["command"]}
 
@@ -253,13 +260,16 @@ def main(argv=None) -> int:
     if not args.skip_corpus:
         corpus = {}
         for workers in (1, 2):
-            run = run_fomo(root, CORPUS_ID, workers)
+            runs = [run_fomo(root, CORPUS_ID, workers) for _ in range(args.repeats)]
+            run = min(runs, key=lambda r: r["seconds"])
             corpus[f"{workers}_workers"] = {
-                "seconds": run["seconds"], "scans_per_s_total": args.corpus / run["seconds"],
-                "preprocess_seconds": run["preprocess_seconds"],
+                "seconds": run["seconds"], "all_seconds": [round(r["seconds"], 1) for r in runs],
+                "cpu_seconds": run["cpu_seconds"], "load_before": [round(r["load_before"], 1) for r in runs],
+                "scans_per_s_total": args.corpus / run["seconds"], "preprocess_seconds": run["preprocess_seconds"],
                 "scans_per_s_preprocess": args.corpus / run["preprocess_seconds"] if run["preprocess_seconds"] else None,
-                "peak_process_mb": run["peak_process_mb"], "peak_tree_mb": run["peak_tree_mb"], "command": run["command"]}
-            print(f"corpus, {workers} worker(s): {run['seconds']:.1f} s", flush=True)
+                "peak_process_mb": max(r["peak_process_mb"] for r in runs),
+                "peak_tree_mb": max(r["peak_tree_mb"] for r in runs), "command": run["command"]}
+            print(f"corpus, {workers} worker(s): {[round(r['seconds'], 1) for r in runs]} s", flush=True)
         results["corpus"] = {"scans": args.corpus, **corpus}
 
     print(json.dumps(results, indent=2))
