@@ -24,7 +24,7 @@ POSITIVES = ("subject", "crops")
 
 
 def contrastive_settings() -> dict:
-    return {"positives": "subject", "temperature": 0.1, "projection_hidden": 512, "projection_dim": 128,
+    return {"positives": "subject", "temperature": 0.5, "projection_hidden": 512, "projection_dim": 128,
             "projection_layers": 2, "crop_scale": 0.75, "view_jitter": 0.1, "view_flips": True, "same_session_probability": 0.5,
             "batch_standardize": True}
 
