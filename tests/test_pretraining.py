@@ -255,11 +255,20 @@ def test_resume_after_kill_matches_uninterrupted_run(finished_runs, plans, data,
 
 # ---------------------------------------------------------------- encoders, sampling, settings
 
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_a_residual_encoder(plans, data, tmp_path, method):
+VARIANTS = [(m, {}) for m in METHODS] + [
+    ("mae", {"mask_value": "learned", "loss_on": "all", "loss": "smooth_l1", "token_size": [4, 8, 8]}),
+    ("contrastive", {"positives": "crops", "batch_standardize": False}),
+    ("hybrid", {"positives": "crops"}),
+    ("vae", {"loss_on": "masked", "loss": "mse"}),
+    ("dino", {"ibot_weight": 0.0, "num_local_crops": 0}),
+]
+
+
+@pytest.mark.parametrize("method,settings", VARIANTS)
+def test_every_method_and_variant_trains_a_residual_encoder(plans, data, tmp_path, method, settings):
     residual = plans.replace(network=dataclasses.replace(plans.network, encoder="residual"))
-    trainer = instrumented(get_trainer(method))(residual, data, tmp_path, "all",
-                                                TrainerOptions(**{**RUN_OPTIONS, "method": SMALL[method]}))
+    options = TrainerOptions(**{**RUN_OPTIONS, "method": {**SMALL[method], **settings}})
+    trainer = instrumented(get_trainer(method))(residual, data, tmp_path, "all", options)
     trainer.setup()
     batch = next(iter(make_loader(trainer.make_training_source(trainer.train_cases), 0, 0, 0, 1, 0)))
     stem = stem_weight_keys(trainer.network)[0]
@@ -267,6 +276,7 @@ def test_every_method_trains_a_residual_encoder(plans, data, tmp_path, method):
     loss, _ = trainer.train_step(batch, 0)
     assert np.isfinite(loss) and trainer.network.encoder.__class__.__name__ == "ResidualEncoder"
     assert not torch.equal(before, trainer.network.state_dict()[stem])  # the gradient reached the stem
+    assert all(p.grad is not None for p in trainer.network.parameters() if p.requires_grad)  # DDP needs every one
 
 
 def shifted_pair_dataset(root):
