@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import sys
 from typing import ClassVar
 
 from torch import nn
@@ -18,7 +19,7 @@ from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
 from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
 from fomo_nn.training.data.preprocessed import PreprocessedCase
 from fomo_nn.training.pretraining.provenance import data_provenance
-from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, split_by_subject
+from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, group_by_subject, split_by_subject
 
 SAMPLING_MODES = ("iid", "subject_pairs")
 ADAPTATION_RECORD_KEY = "adaptation"  # the key finetuning (training/finetuning/pretrained.py) reads
@@ -95,6 +96,10 @@ class PretrainingTrainer(BaseTrainer):
         if self.sampling == "iid":
             return super().make_training_source(cases)
         pipeline, read_size = self.training_pipeline()
+        unpaired = sum(len(scans) for scans in group_by_subject(cases).values() if len(scans) < 2)
+        if unpaired and self.dist.is_main:
+            print(f"[fomo_nn] {self.name}: {unpaired} of {len(cases)} training scans belong to subjects with a single "
+                  "scan and are not used (subject-pair sampling)", file=sys.stderr)
         return self.pair_source(cases, read_size, pipeline)
 
     def make_validation_source(self, cases: list[PreprocessedCase]):

@@ -24,9 +24,11 @@ POSITIVES = ("subject", "crops")
 
 
 def contrastive_settings() -> dict:
+    """Defaults. Temperature 0.5 rather than SimCLR's 0.1: 3D patches allow batches of 2-8, and with
+    that few negatives a low temperature made the loss erratic (0.5 is also MONAI's default)."""
     return {"positives": "subject", "temperature": 0.5, "projection_hidden": 512, "projection_dim": 128,
-            "projection_layers": 2, "crop_scale": 0.75, "view_jitter": 0.1, "view_flips": True, "same_session_probability": 0.5,
-            "batch_standardize": True}
+            "projection_layers": 2, "crop_scale": 0.75, "view_jitter": 0.1, "view_flips": True,
+            "same_session_probability": 0.5, "batch_standardize": True}
 
 
 def check_contrastive_settings(settings: dict) -> None:

@@ -116,10 +116,10 @@ class DINOTrainer(PretrainingTrainer):
             raise ValueError(f"setting ibot_weight must be >= 0, got {s['ibot_weight']}")
         if self.uses_ibot:
             check_mask_ratio(s["ibot_mask_ratio"])
-        if s["head_input_standardize"] and self.plans.batch_size * min(NUM_GLOBAL_CROPS, int(s["num_local_crops"]) or
-                                                                       NUM_GLOBAL_CROPS) < 2:
-            raise ValueError("head_input_standardize needs >= 2 samples per forward pass: use batch size >= 2 "
-                             "or num_local_crops >= 2")
+        # global crops go through the network 2 x batch at a time, local crops num_local_crops x batch
+        if s["head_input_standardize"] and self.plans.batch_size == 1 and int(s["num_local_crops"]) == 1:
+            raise ValueError("head_input_standardize needs >= 2 samples per forward pass: with batch size 1 "
+                             "use num_local_crops 0 or >= 2")
 
     @property
     def uses_ibot(self) -> bool:

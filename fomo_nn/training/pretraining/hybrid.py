@@ -61,6 +61,7 @@ class HybridTrainer(PretrainingTrainer):
         out = self.model(inputs, mask)
         reconstruction = masked_reconstruction(out["reconstruction"], targets, mask, self.method)
         contrastive, accuracy = contrastive_loss(out["projection"], views["groups"], self.method)
-        loss = float(self.method["mae_weight"]) * reconstruction + float(self.method["contrastive_weight"]) * contrastive
+        loss = (float(self.method["mae_weight"]) * reconstruction
+                + float(self.method["contrastive_weight"]) * contrastive)
         return loss, {"reconstruction": scalar(reconstruction), "contrastive": scalar(contrastive),
                       "pair_accuracy": scalar(accuracy)}

@@ -70,7 +70,10 @@ class VAETrainer(PretrainingTrainer):
     def _forward_pair(self, inputs: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> dict:
         """One forward over both scans; the latent sampling noise is seeded from the step's generator."""
         seed = int(torch.randint(MAX_SEED, (1,), generator=generator))
-        devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
+        device = inputs.device
+        devices = []
+        if device.type == "cuda":
+            devices = [torch.cuda.current_device() if device.index is None else device.index]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return self.model(inputs, mask)
