@@ -309,3 +309,19 @@ def test_missing_fold_and_mismatched_folds_are_refused(tmp_path):
     save_checkpoint(state, model / "fold_1" / "checkpoint_final.pth")
     with pytest.raises(BadInputError, match="channel_names differ"):
         load_ensemble(model)
+
+
+def test_cpu_bf16_option_stays_close_to_float32(tmp_path):
+    from fomo_nn.inference.predictor import cpu_supports_bf16
+
+    model = write_model(tmp_path / "results", "classification", folds=(0,))
+    write_fomo_subject(tmp_path / "in", "sub_0", ["flair", "adc", "dwi_b1000", "swi"])
+    ensemble = load_ensemble(model)
+    case = discover_cases(tmp_path / "in", ensemble.plans.channel_names)[0]
+    outputs = {}
+    for bf16 in (False, True):
+        predictor = EnsemblePredictor(ensemble, PredictionSettings(progress=False, cpu_bf16=bf16))
+        assert predictor.cpu_bf16 == (bf16 and cpu_supports_bf16())
+        outputs[bf16] = predictor.predict(predictor.prepare(case).data)
+    np.testing.assert_allclose(outputs[True], outputs[False], atol=0.05)
+    assert outputs[True].sum() == pytest.approx(1.0, abs=1e-5)

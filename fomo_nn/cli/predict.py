@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step, fraction of the patch (0-1]")
     parser.add_argument("--save-probabilities", action="store_true", help="also write segmentation probabilities")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="run the network in bfloat16 on CPU as well (CUDA always does): ~1.5-2x faster on CPUs "
+                             "with avx512_bf16/AMX, outputs differ slightly from float32")
     parser.add_argument("--misaligned", choices=("resample", "error"), default="resample",
                         help="channels on different grids: resample onto the first channel's grid or refuse")
     parser.add_argument("--overwrite", action="store_true", help="predict cases whose outputs already exist")
@@ -82,7 +85,7 @@ def run_folder_mode(args, parser) -> int:
           f"{len(cases)} case(s)", file=sys.stderr)
     settings = PredictionSettings(tta=args.tta, step=args.step, save_probabilities=args.save_probabilities,
                                   overwrite=args.overwrite, misaligned=args.misaligned, num_threads=args.threads,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, cpu_bf16=args.cpu_bf16)
     report = EnsemblePredictor(ensemble, settings).predict_folder_cases(cases, args.output)
     print_summary(report)
     return 0 if report.ok else 1

@@ -70,13 +70,27 @@ def probabilities_on_input_grid(probabilities: np.ndarray, properties: dict) -> 
     return restore_to_original(probabilities, properties, is_label=False, probabilities=True)
 
 
+def most_probable_class(probabilities: np.ndarray) -> np.ndarray:
+    """argmax over the class axis (ties -> the lower class, as np.argmax), by running comparisons:
+    several times faster than np.argmax(axis=0), which walks the array with a large stride."""
+    best = probabilities[0].copy()
+    index = np.zeros(best.shape, dtype=np.uint8 if len(probabilities) <= 256 else np.int32)
+    for k in range(1, len(probabilities)):
+        better = probabilities[k] > best
+        index[better] = k
+        np.maximum(best, probabilities[k], out=best)
+    return index
+
+
 def mask_from_probabilities(probabilities: np.ndarray, values: list[int]) -> np.ndarray:
     """Most probable label per voxel, as label values (uint8 when they fit, else int16)."""
     if probabilities.shape[0] != len(values):
         raise ValueError(f"{probabilities.shape[0]} probability channels for {len(values)} labels {values}")
     dtype = np.uint8 if 0 <= min(values) and max(values) <= 255 else np.int16
-    lookup = np.asarray(values, dtype=dtype)
-    return lookup[np.argmax(probabilities, axis=0)]
+    index = most_probable_class(probabilities)
+    if list(values) == list(range(len(values))) and index.dtype == dtype:
+        return index  # labels 0..K-1: the class index is the label value
+    return np.asarray(values, dtype=dtype)[index]
 
 
 def write_npz_atomic(path: Path, **arrays) -> None:

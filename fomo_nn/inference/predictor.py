@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections import deque
+from contextlib import nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class PredictionSettings:
     misaligned: str = "resample"
     num_threads: int = 2  # preprocessing/export threads beside the network
     progress: bool = True
+    cpu_bf16: bool = False  # bf16 autocast on CPU too (CUDA always runs bf16); opt-in: outputs differ slightly
 
     def tta_for(self, task_type: str) -> bool:
         return (task_type == "segmentation") if self.tta is None else bool(self.tta)
@@ -64,6 +66,14 @@ class RunReport:
         return not self.failed
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (emulated bf16 is slower than float32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def describe_failure(case_id: str, error: BaseException) -> str:
     if isinstance(error, BadInputError):
         return f"case {case_id}: {error}"
@@ -78,6 +88,10 @@ class EnsemblePredictor:
         self.plans = ensemble.plans
         self.settings = settings or PredictionSettings()
         self.device = next(ensemble.folds[0].network.parameters()).device
+        self.cpu_bf16 = self.settings.cpu_bf16 and self.device.type == "cpu" and cpu_supports_bf16()
+        if self.settings.cpu_bf16 and self.device.type == "cpu" and not self.cpu_bf16:
+            print("[fomo_nn] warning: this CPU has no native bfloat16 (avx512_bf16/AMX); running in float32",
+                  file=sys.stderr)
 
     @property
     def task_type(self) -> str:
@@ -97,8 +111,10 @@ class EnsemblePredictor:
         tta = self.settings.tta_for(self.task_type)
         total = None
         tensor = torch.from_numpy(np.ascontiguousarray(data))
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_bf16 else nullcontext()
         for fold in self.ensemble.folds:
-            output = fold.predict(tensor, tta=tta, step=self.settings.step)
+            with precision:
+                output = fold.predict(tensor, tta=tta, step=self.settings.step)
             if isinstance(output, np.ndarray) and total is not None:
                 total += output
             else:
