@@ -117,7 +117,9 @@ def forward_with_mirroring(network: Callable, batch: torch.Tensor, mirror: bool,
 
 
 def _as_tensor(data) -> torch.Tensor:
-    tensor = torch.from_numpy(np.array(data, dtype=np.float32)) if isinstance(data, np.ndarray) else torch.as_tensor(data)
+    if isinstance(data, np.ndarray):
+        data = np.array(data, dtype=np.float32)  # a copy: memory maps are read-only
+    tensor = torch.as_tensor(data)
     if tensor.dim() != 4:
         raise ValueError(f"sliding window expects (C, X, Y, Z) data, got shape {tuple(tensor.shape)}")
     return tensor.float()
@@ -146,17 +148,20 @@ def _dense(network, data, patch, num_outputs, step, mirror, batch_size, device, 
     with torch.inference_mode():
         volume, crop_back = pad_to_patch(_as_tensor(data).to(device), patch)
         shape = volume.shape[-3:]
-        weight = gaussian_importance(patch, device=accumulate_on) if gaussian else torch.ones(patch, device=accumulate_on)
+        weight = (gaussian_importance(patch, device=accumulate_on) if gaussian
+                  else torch.ones(patch, device=accumulate_on))
         summed = torch.zeros((num_outputs, *shape), dtype=torch.float32, device=accumulate_on)
         weights = torch.zeros(shape, dtype=torch.float32, device=accumulate_on)
         corners = tile_corners(shape, patch, step)
         for chunk, batch in batched_tiles(volume, corners, patch, batch_size or default_batch_size(patch)):
             outputs = forward_with_mirroring(network, batch, mirror, dense=True, device=device).to(accumulate_on)
             if outputs.shape[1:] != (num_outputs, *patch):
-                raise ValueError(f"network output {tuple(outputs.shape[1:])} per tile, expected {(num_outputs, *patch)}")
+                raise ValueError(f"network output {tuple(outputs.shape[1:])} per tile, "
+                                 f"expected {(num_outputs, *patch)}")
+            outputs = outputs * weight  # one weighting op per batch
             for (x, y, z), output in zip(chunk, outputs):
                 region = (slice(x, x + patch[0]), slice(y, y + patch[1]), slice(z, z + patch[2]))
-                summed[(slice(None), *region)] += output * weight
+                summed[(slice(None), *region)] += output
                 weights[region] += weight
         result = summed / weights
         return result[(slice(None), *crop_back)].cpu()

@@ -8,15 +8,18 @@
   head LR x ``encoder_lr_scale``, encoder frozen for ``freeze_encoder_epochs``, or ``linear_probe``
   (encoder frozen throughout; for segmentation the decoder is the "head");
 - after the last epoch every validation case is predicted whole (as fomo_nn_predict would, on the
-  preprocessed grid) and scored into ``validation/summary.json`` (fields compatible with
-  fomo_nn_evaluate's summary: task, per_case, metrics).
+  preprocessed grid; method settings ``validation_tta`` (False) and ``validation_step`` (0.5)) and
+  scored into ``validation/summary.json`` (fields compatible with fomo_nn_evaluate's summary: task,
+  per_case, metrics) plus per-case outputs (``predictions.csv``; masks for segmentation).
 """
 from __future__ import annotations
 
 import csv
 import io
 import sys
+from abc import abstractmethod
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +40,8 @@ VALIDATION_FOLDER = "validation"
 
 class FinetuningTrainer(BaseTrainer):
     """Base of the classification, segmentation and regression trainers (not registered itself)."""
+
+    csv_columns: ClassVar[tuple[str, ...]] = ()  # per-case columns of validation/predictions.csv (none: no CSV)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -75,7 +80,8 @@ class FinetuningTrainer(BaseTrainer):
     def initialize_weights(self) -> None:
         if not self.options.pretrained:
             if self.training.linear_probe or self.training.freeze_encoder_epochs:
-                print("[fomo_nn] note: freezing a randomly initialized encoder (no --pretrained given)", file=sys.stderr)
+                print("[fomo_nn] note: freezing a randomly initialized encoder (no --pretrained given)",
+                      file=sys.stderr)
             return
         report = load_pretrained_encoder(self.network, self.options.pretrained, self.plans.network,
                                          self.options.allow_partial)
@@ -110,14 +116,14 @@ class FinetuningTrainer(BaseTrainer):
 
     def on_epoch_start(self, epoch: int) -> None:
         frozen = bool(self.training.linear_probe) or epoch < self.training.freeze_encoder_epochs
-        if frozen == self.encoder_frozen:
+        previous = self.encoder_frozen if self.encoder_frozen is not None else False  # networks start trainable
+        self.encoder_frozen = frozen
+        if frozen == previous:
             return
         for parameter in self.encoder_parameters():
             parameter.requires_grad_(not frozen)
-        if self.encoder_frozen is not None or frozen:
-            state = "frozen (linear probe)" if self.training.linear_probe else ("frozen" if frozen else "unfrozen")
-            print(f"[fomo_nn] epoch {epoch + 1}: encoder {state}", file=sys.stderr)
-        self.encoder_frozen = frozen
+        state = "frozen (linear probe)" if self.training.linear_probe else ("frozen" if frozen else "unfrozen")
+        print(f"[fomo_nn] epoch {epoch + 1}: encoder {state}", file=sys.stderr)
         if self.dist.enabled:
             self._rewrap_distributed()
 
@@ -132,13 +138,13 @@ class FinetuningTrainer(BaseTrainer):
         """Extra arguments of predict_preprocessed for this task (e.g. the target normalization)."""
         return {}
 
+    @abstractmethod
     def score_case(self, case: PreprocessedCase, prediction, folder: Path) -> dict:
         """One per-case record of validation/summary.json (may write per-case outputs into `folder`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def summarize_cases(self, records: list[dict]) -> dict:
         """The task metrics over all per-case records."""
-        raise NotImplementedError
 
     def summary_fields(self) -> dict:
         """Task-specific top-level summary entries (e.g. nsd_tolerance_mm)."""
@@ -152,11 +158,13 @@ class FinetuningTrainer(BaseTrainer):
         show = self.options.progress_bar if self.options.progress_bar is not None else sys.stderr.isatty()
         records = []
         for case in tqdm(self.val_cases, desc="validation cases", leave=False, disable=not show):
-            prediction = predict_preprocessed(self.network, case.data(), self.plans, tta=bool(self.method["validation_tta"]),
-                                              step=float(self.method["validation_step"]), device=self.device,
-                                              **self.prediction_options())
+            prediction = predict_preprocessed(self.network, case.data(), self.plans, device=self.device,
+                                              tta=bool(self.method["validation_tta"]),
+                                              step=float(self.method["validation_step"]), **self.prediction_options())
             records.append({"case_id": case.case_id, **self.score_case(case, prediction, folder), "missing": False})
         metrics = self.summarize_cases(records)
+        if self.csv_columns:
+            write_csv(folder / "predictions.csv", records, list(self.csv_columns))
         summary = {
             "task": self.plans.task_type, "trainer": self.name, "fold": self.fold, "dataset": self.plans.dataset_name,
             "checkpoint": "checkpoint_final.pth", "pretrained": self.checkpoint_record()["pretrained"],

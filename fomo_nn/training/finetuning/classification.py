@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fomo_nn.evaluation.metrics import auroc
 from fomo_nn.training.data.batch_sources import PatchSource, collate
-from fomo_nn.training.finetuning.base import VALIDATION_FOLDER, FinetuningTrainer, write_csv
+from fomo_nn.training.finetuning.base import FinetuningTrainer
 from fomo_nn.training.registry import register_trainer
 
 IMBALANCE_MODES = ("class_weights", "balanced_sampling", "none")
@@ -69,6 +69,7 @@ class ClassificationTrainer(FinetuningTrainer):
     task_types = ("classification",)
     augmentation_family = "classification"
     metric_name = "val_auroc"
+    csv_columns = ("case_id", "label", "probability", "predicted_class")
     higher_is_better = True
 
     def default_method_settings(self) -> dict:
@@ -146,8 +147,6 @@ class ClassificationTrainer(FinetuningTrainer):
         value = macro_auroc(labels, probabilities)
         if value is not None:
             metrics["auroc"] = value
-        write_csv(self.output_dir / VALIDATION_FOLDER / "predictions.csv", records,
-                  ["case_id", "label", "probability", "predicted_class"])
         return metrics
 
     def summary_fields(self) -> dict:

@@ -2,9 +2,10 @@
 
 Accepted files: a pretraining checkpoint (``network`` = the whole pretraining model's state dict,
 encoder keys under ``encoder.``), an exported encoder (``fomo_nn_export_encoder``: the encoder
-state dict under ``encoder`` or ``network``), each with ``plans`` and/or ``adaptation``, or a bare
-state dict. The official FOMO25 baseline dropped mismatched weights silently; here a mismatch is an
-error naming keys and shapes, unless partial loading is asked for, and the report is saved.
+state dict under ``encoder`` or ``network``), each with ``plans`` and/or the adaptation record
+(under ``adaptation_record`` or ``adaptation``), or a bare state dict. The official FOMO25
+baseline dropped mismatched weights silently; here a mismatch is an error naming keys and shapes,
+unless partial loading is asked for, and the report is saved.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from fomo_nn.training.checkpoint import load_checkpoint
 
 TOPOLOGY_FIELDS = ("encoder", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
 REPORT_FILE = "pretrained_weights_report.json"
+ADAPTATION_KEYS = ("adaptation_record", "adaptation")
 
 
 def pretrained_state_dict(state: dict, path: str | Path) -> dict[str, torch.Tensor]:
@@ -34,9 +36,17 @@ def pretrained_state_dict(state: dict, path: str | Path) -> dict[str, torch.Tens
                               "pass a fomo_nn pretraining checkpoint or an exported encoder")
 
 
+def adaptation_of(state: dict) -> dict:
+    """The adaptation record a pretraining checkpoint or export carries ({} if none)."""
+    for key in ADAPTATION_KEYS:
+        if isinstance(state.get(key), dict):
+            return state[key]
+    return {}
+
+
 def pretrained_network_plan(state: dict) -> dict | None:
     """The NetworkPlan (as a dict) the weights were built from: adaptation record first, then plans."""
-    adaptation = state.get("adaptation") or {}
+    adaptation = adaptation_of(state)
     kwargs = (adaptation.get("architecture") or {}).get("kwargs") or {}
     if isinstance(kwargs.get("network"), dict):
         return kwargs["network"]
@@ -79,7 +89,7 @@ def load_pretrained_encoder(network: nn.Module, checkpoint: str | Path, network_
         result = load_encoder_weights(network, weights, allow_partial=allow_partial)
     except EncoderMismatchError as error:
         raise EncoderMismatchError(f"{path}: {error}{plans_like_hint(path, differences)}") from None
-    adaptation = state.get("adaptation") or {}
+    adaptation = adaptation_of(state)
     report = {
         "checkpoint": str(path),
         "allow_partial": bool(allow_partial),

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from fomo_nn.evaluation.metrics import mean_absolute_error, pearson_r
 from fomo_nn.inference.case_prediction import TargetNormalization
-from fomo_nn.training.finetuning.base import VALIDATION_FOLDER, FinetuningTrainer, write_csv
+from fomo_nn.training.finetuning.base import FinetuningTrainer
 from fomo_nn.training.registry import register_trainer
 
 LOSSES = ("mse", "smooth_l1")
@@ -38,6 +38,7 @@ class RegressionTrainer(FinetuningTrainer):
     task_types = ("regression",)
     augmentation_family = "regression"
     metric_name = "val_mae"
+    csv_columns = ("case_id", "target", "prediction", "absolute_error")
     higher_is_better = False
 
     def default_method_settings(self) -> dict:
@@ -102,8 +103,6 @@ class RegressionTrainer(FinetuningTrainer):
             with warnings.catch_warnings():  # constant predictions: r = 0 by the metrics' convention
                 warnings.simplefilter("ignore")
                 metrics["pearson_r"] = pearson_r(targets, predictions)
-        write_csv(self.output_dir / VALIDATION_FOLDER / "predictions.csv", records,
-                  ["case_id", "target", "prediction", "absolute_error"])
         return metrics
 
     def summary_fields(self) -> dict:

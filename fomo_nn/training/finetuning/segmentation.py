@@ -55,9 +55,10 @@ def save_mask(path, mask: np.ndarray) -> None:
 @register_trainer
 class SegmentationTrainer(FinetuningTrainer):
     name = "segmentation"
-    description = "finetune (or train from scratch) encoder + U-Net decoder; Dice+CE, foreground oversampling; Dice, NSD"
+    description = "finetune (or train from scratch) encoder + U-Net decoder; Dice+CE, fg oversampling; Dice, NSD"
     task_types = ("segmentation",)
     augmentation_family = "segmentation"
+    csv_columns = ("case_id", "dice", "nsd", "reference_voxels", "predicted_voxels")
     metric_name = "val_pseudo_dice"
     higher_is_better = True
 
