@@ -94,6 +94,9 @@ def test_family_trains_end_to_end(task, pretrained, datasets, checkpoint, tmp_pa
         assert summary["nsd_tolerance_mm"] == 2.0 and summary["spacing_mm"] == [1.0, 1.0, 1.0]
         mask = np.load(tmp_path / "validation" / f"{val_ids[0]}.npz")["segmentation"]
         assert mask.shape == (40, 40, 40) and set(np.unique(mask)) <= {0, 1}
+        model = load_trained_model(tmp_path / "checkpoint_final.pth")  # deep supervision off for prediction
+        case = next(c for c in list_preprocessed_cases(datasets[task] / "3d_fullres") if c.case_id == val_ids[0])
+        np.testing.assert_array_equal(model.predict(case.data()).argmax(0), mask)
     if task == "regression":
         assert state["extra"]["target_normalization"]["std"] > 1
         assert state["plans"]["method"]["loss"] == ("smooth_l1" if pretrained else "mse")
