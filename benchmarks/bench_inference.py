@@ -4,14 +4,16 @@ Segmentation: one synthetic 1 mm head (int16 NIfTI, LPS storage), one channel, t
 both frameworks (PlainConv, features 32-64-128-256-320, 5 stages, 2 convs per stage, instance norm,
 LeakyReLU; identical weights: fomo_nn's are copied into nnU-Net's network), the same patch, step 0.5,
 Gaussian weighting, TTA off and on (8 mirrorings), one fold, CPU. Timed: files in -> mask file out,
-model loading excluded. nnU-Net runs in its own venv (default /tmp/nnunet_venv) through
+model loading excluded; per case for a 1-case run (what one new scan costs, worker start-up included)
+and a 3-case run (start-up amortized, pipelines overlapping). fomo_nn's opt-in --cpu-bf16 is timed too
+(nnU-Net has no counterpart on CPU). nnU-Net runs in its own venv (default /tmp/nnunet_venv) through
 nnUNetPredictor.initialize_from_trained_model_folder + predict_from_files, with nnUNetv2_predict's
 default worker counts (-npp 3 -nps 3).
 
 Overhead at full size: the non-network work per case (reading + preprocessing, export of the
 mask into the input's grid) on a 160x192x160 head, for both frameworks, with random network outputs.
 
-Classification / regression: time per case of a 5-fold ensemble (default encoder, no TTA).
+Classification / regression: time per case of a 5-fold ensemble (default encoder, no TTA, 3 cases).
 
 On 2 CPU cores the full-size case with the default patch 128 costs ~64 forward passes of ~20-30 s
 with TTA per framework, so the end-to-end comparison uses a smaller stand-in head by default
