@@ -75,7 +75,7 @@ def raw_layout_cases(input_dir: Path, channel_names: list[str]) -> list[Inferenc
     return cases
 
 
-def subject_case(subject, channel_names: list[str]) -> InferenceCase:
+def subject_case(subject, channel_names: list[str], subject_dir: Path | None = None) -> InferenceCase:
     """Map one FOMO-layout subject's sequences onto the model channels."""
     if subject.problem is not None:
         return InferenceCase(subject.subject, [], subject.problem)
@@ -89,7 +89,7 @@ def subject_case(subject, channel_names: list[str]) -> InferenceCase:
         sequences[name] = stem
     problem = None
     if missing:
-        folder = subject.session_dir or Path(next(iter(subject.images.values()), Path(subject.subject))).parent
+        folder = subject.session_dir or subject_dir or Path(subject.subject)
         present = ", ".join(sorted(subject.images)) or "no images"
         problem = BadInputError(folder, f"case {subject.subject}: missing sequence {', '.join(missing)} "
                                         f"(found: {present})")
@@ -97,12 +97,13 @@ def subject_case(subject, channel_names: list[str]) -> InferenceCase:
 
 
 def fomo_layout_cases(input_dir: Path, channel_names: list[str]) -> list[InferenceCase]:
-    if (input_dir / "preprocessed").is_dir():
+    root = input_dir / "preprocessed" if (input_dir / "preprocessed").is_dir() else input_dir
+    if root != input_dir:
         subjects = find_task_subjects(input_dir)
     else:
         subjects = [_task_subject(Path(e.path)) for e in sorted(os.scandir(input_dir), key=lambda e: natural_key(e.name))
                     if e.is_dir() and not e.name.startswith(".")]
-    return [subject_case(s, channel_names) for s in subjects]
+    return [subject_case(s, channel_names, root / s.subject) for s in subjects]
 
 
 def discover_cases(input_dir: str | os.PathLike, channel_names: list[str]) -> list[InferenceCase]:
