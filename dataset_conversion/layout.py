@@ -142,18 +142,18 @@ def task_images_root(src: str | os.PathLike) -> Path:
     return root
 
 
-def find_task_subjects(src: str | os.PathLike) -> list[TaskSubject]:
+def findtask_subjects(src: str | os.PathLike) -> list[TaskSubject]:
     """The subjects of a finetuning task folder and their images by sequence name."""
     subjects = []
     for entry in _sorted_entries(os.fspath(task_images_root(src))):
         if entry.is_dir():
-            subjects.append(_task_subject(Path(entry.path)))
+            subjects.append(task_subject(Path(entry.path)))
     if not subjects:
         raise BadInputError(task_images_root(src), "holds no subject folders (sub_X/ses_1/<sequence>.nii.gz)")
     return subjects
 
 
-def _task_subject(subject_dir: Path) -> TaskSubject:
+def task_subject(subject_dir: Path) -> TaskSubject:
     entries = _sorted_entries(os.fspath(subject_dir))
     sessions = [Path(e.path) for e in entries if e.is_dir()]
     direct = _images_in(subject_dir)

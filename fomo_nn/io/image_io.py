@@ -183,7 +183,7 @@ def _write_nifti(data: np.ndarray, props: ImageProperties, path: Path, dtype) ->
         image = nib.Nifti1Image(raw.astype(target_dtype), affine, header=header)
         image.header.set_slope_inter(slope, inter)
     else:
-        if np.issubdtype(target_dtype, np.integer):
+        if np.issubdtype(target_dtype, np.integer) and np.issubdtype(data.dtype, np.floating):
             data = np.rint(data)
         image = nib.Nifti1Image(data.astype(target_dtype), affine, header=header)
         image.header.set_slope_inter(1.0, 0.0)
