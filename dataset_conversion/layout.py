@@ -142,7 +142,7 @@ def task_images_root(src: str | os.PathLike) -> Path:
     return root
 
 
-def findtask_subjects(src: str | os.PathLike) -> list[TaskSubject]:
+def find_task_subjects(src: str | os.PathLike) -> list[TaskSubject]:
     """The subjects of a finetuning task folder and their images by sequence name."""
     subjects = []
     for entry in _sorted_entries(os.fspath(task_images_root(src))):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset_conversion.fomo_task import TASK_RULES
-from dataset_conversion.layout import task_subject, findtask_subjects, natural_key
+from dataset_conversion.layout import task_subject, find_task_subjects, natural_key
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
 
@@ -99,7 +99,7 @@ def subject_case(subject, channel_names: list[str], subject_dir: Path | None = N
 def fomo_layout_cases(input_dir: Path, channel_names: list[str]) -> list[InferenceCase]:
     root = input_dir / "preprocessed" if (input_dir / "preprocessed").is_dir() else input_dir
     if root != input_dir:
-        subjects = findtask_subjects(input_dir)
+        subjects = find_task_subjects(input_dir)
     else:
         subjects = [task_subject(Path(e.path)) for e in sorted(os.scandir(input_dir), key=lambda e: natural_key(e.name))
                     if e.is_dir() and not e.name.startswith(".")]
