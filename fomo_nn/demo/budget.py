@@ -35,9 +35,9 @@ BUDGETS = {
     # the README's first command: about 15 minutes on a laptop-class 2-core CPU
     "small": Budget("small", "small", ("mae", "hybrid"),
                     ("--base-features", "8", "--max-features", "64", "--max-patch", "48", "--max-batch-size", "4"),
-                    pretrain_epochs=6, pretrain_iterations=20, pretrain_lr=2e-3,
-                    finetune_epochs={"classification": 8, "segmentation": 8, "regression": 8},
-                    finetune_iterations=12, finetune_lr=1e-3, batch_size=None, num_workers=2, bootstrap=2000, tta=False),
+                    pretrain_epochs=10, pretrain_iterations=20, pretrain_lr=2e-3,
+                    finetune_epochs={"classification": 12, "segmentation": 10, "regression": 12},
+                    finetune_iterations=16, finetune_lr=1e-3, batch_size=None, num_workers=2, bootstrap=2000, tta=False),
     # what one would run on GPUs with the real FOMO data
     "full": Budget("full", None, ("mae", "contrastive", "hybrid", "vae", "dino"), (),
                    pretrain_epochs=100, pretrain_iterations=250, pretrain_lr=None,

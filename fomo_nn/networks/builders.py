@@ -52,7 +52,9 @@ def build_finetuning_network(plans: Plans, **overrides) -> nn.Module:
             raise _plans_error(plans, f"segmentation needs labels with background and >= 1 foreground, got {plans.labels}")
         return SegmentationNet(net, channels, len(plans.labels),
                                deep_supervision=bool(settings.get("deep_supervision", False)), **common)
-    pooled = {"pool": settings.get("pool", "bottleneck"), "dropout": settings.get("head_dropout"), **common}
+    # every stage pooled (FOMO2JOMO's multi-scale idea): instance norm leaves the pooled bottleneck
+    # alone nearly constant across scans, which starves few-shot classification/regression heads
+    pooled = {"pool": settings.get("pool", "all_stages"), "dropout": settings.get("head_dropout"), **common}
     if plans.task_type == "classification":
         if not plans.classes or len(plans.classes) < 2:
             raise _plans_error(plans, f"classification needs >= 2 classes, got {plans.classes}")
