@@ -11,13 +11,6 @@ from fomo_nn.augmentation.kspace_spikes import KSpaceSpikeTransform
 from fomo_nn.augmentation.motion_ghosting import MotionGhostingTransform
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: thread hand-offs cost more than they save on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 N = 48

@@ -12,13 +12,6 @@ from fomo_nn.augmentation import build_augmentation_pipeline, default_augmentati
 from fomo_nn.augmentation.preview import render_augmentation_preview
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: thread hand-offs cost more than they save on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 PATCH = (24, 24, 24)

@@ -11,13 +11,6 @@ from fomo_nn.augmentation import (TASK_FAMILIES, build_augmentation_pipeline, de
 from fomo_nn.io.errors import BadInputError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: thread hand-offs cost more than they save on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_empty_plan_resolves_to_everything_off():

@@ -7,13 +7,6 @@ from fomo_nn.augmentation import (build_augmentation_pipeline, build_augmentatio
                                   initial_patch_size)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small tensors: thread hand-offs cost more than they save on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 PATCH = (32, 32, 32)

@@ -174,7 +174,6 @@ def write_task_case(case: SimulatedCase, out_dir: Path) -> dict:
 
 def case_record(case: SimulatedCase, images: dict, label_file: str) -> dict:
     anatomy, session, plan = case.anatomy, case.session, case.plan
-    voxel_mm3 = float(np.prod(session.geometry.spacing))
     lesions = []
     for lesion, mask in zip(anatomy.lesions, session.lesion_masks):
         lesions.append({"kind": lesion.kind, **lesion.details,
