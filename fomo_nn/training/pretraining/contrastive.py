@@ -69,11 +69,9 @@ def positive_views(batch: dict, settings: dict, stride, generator: torch.Generat
             "groups": groups}
 
 
-@register_trainer
-class ContrastiveTrainer(PretrainingTrainer):
-    name = "contrastive"
-    description = "NT-Xent on pooled bottleneck + projection; positives = two scans of a subject or two crops (global)"
-    augmentation_family = "pretraining_contrastive"
+class ContrastivePositivesTrainer(PretrainingTrainer):
+    """What every NT-Xent trainer shares: positives from subject pairs, or two crops of one scan."""
+
     sampling = "subject_pairs"  # "iid" with positives=crops
     min_validation_subjects = 2  # NT-Xent needs negatives from another subject
 
@@ -81,6 +79,13 @@ class ContrastiveTrainer(PretrainingTrainer):
         super().__init__(*args, **kwargs)
         if self.method["positives"] == "crops":
             self.sampling = "iid"
+
+
+@register_trainer
+class ContrastiveTrainer(ContrastivePositivesTrainer):
+    name = "contrastive"
+    description = "NT-Xent on pooled bottleneck + projection; positives = two scans of a subject or two crops (global)"
+    augmentation_family = "pretraining_contrastive"
 
     def default_method_settings(self) -> dict:
         return contrastive_settings()

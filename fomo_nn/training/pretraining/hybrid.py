@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from fomo_nn.training.pretraining.base import PretrainingTrainer
 from fomo_nn.training.pretraining.contrastive import (
+    ContrastivePositivesTrainer,
     check_contrastive_settings,
     contrastive_loss,
     contrastive_settings,
@@ -24,17 +24,10 @@ from fomo_nn.training.registry import register_trainer
 
 
 @register_trainer
-class HybridTrainer(PretrainingTrainer):
+class HybridTrainer(ContrastivePositivesTrainer):
     name = "hybrid"
     description = "MAE + contrastive in one objective (weights mae_weight, contrastive_weight); subject pairs"
     augmentation_family = "pretraining_reconstruction"
-    sampling = "subject_pairs"  # "iid" with positives=crops
-    min_validation_subjects = 2  # NT-Xent needs negatives from another subject
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.method["positives"] == "crops":
-            self.sampling = "iid"
 
     def default_method_settings(self) -> dict:
         settings = {**mae_settings(), **contrastive_settings(), "mae_weight": 1.0, "contrastive_weight": 0.5}
