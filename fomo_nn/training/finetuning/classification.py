@@ -73,7 +73,7 @@ class ClassificationTrainer(FinetuningTrainer):
     higher_is_better = True
 
     def default_method_settings(self) -> dict:
-        return {**super().default_method_settings(), "imbalance": "class_weights", "pool": "bottleneck"}
+        return {**super().default_method_settings(), "imbalance": "class_weights", "pool": "all_stages"}
 
     @property
     def num_classes(self) -> int:

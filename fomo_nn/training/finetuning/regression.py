@@ -42,7 +42,7 @@ class RegressionTrainer(FinetuningTrainer):
     higher_is_better = False
 
     def default_method_settings(self) -> dict:
-        return {**super().default_method_settings(), "loss": "mse", "smooth_l1_beta": 0.1, "pool": "bottleneck",
+        return {**super().default_method_settings(), "loss": "mse", "smooth_l1_beta": 0.1, "pool": "all_stages",
                 "aggregation": "mean"}
 
     def on_cases_split(self, train, val) -> None:
