@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fomo_nn_demo", description=__doc__)
     parser.add_argument("--workdir", default="fomo_nn_demo", help="where every stage's output stays (default ./fomo_nn_demo)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="small",
-                        help="tiny: minutes (tests); small: ~15 min on 2 CPU cores (default); full: GPUs, real data")
+                        help="tiny: minutes (tests); small: ~10 min on 2 CPU cores (default); full: GPUs, real data")
     parser.add_argument("--methods", help="comma-separated pretraining methods (mae, contrastive, hybrid, vae, dino); "
                                           "default depends on the budget")
     parser.add_argument("--seed", type=int, default=0)
