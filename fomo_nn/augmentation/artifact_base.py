@@ -12,11 +12,13 @@ head only. Place artifact transforms before additive noise so that mask is still
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import ImageOnlyTransform
 
 
-class ArtifactTransform(ImageOnlyTransform):
+class ArtifactTransform(ImageOnlyTransform, ABC):
     """Subclasses draw per-channel parameters (`sample_channel_parameters`) and apply them (`corrupt`)."""
 
     name = "artifact"
@@ -26,12 +28,13 @@ class ArtifactTransform(ImageOnlyTransform):
         self.p_per_channel = float(p_per_channel)
         self.remask = bool(remask)
 
+    @abstractmethod
     def sample_channel_parameters(self, spatial_shape: tuple[int, ...]) -> dict:
-        raise NotImplementedError
+        """The random draw of one channel's artifact."""
 
+    @abstractmethod
     def corrupt(self, channel: torch.Tensor, foreground: torch.Tensor, **params) -> torch.Tensor:
         """Return the corrupted channel (X, Y, Z); `foreground` is the channel's nonzero mask."""
-        raise NotImplementedError
 
     def get_parameters(self, **data_dict) -> dict:
         image = data_dict["image"]
