@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from fomo_nn.io import ImageProperties, write_image
 from fomo_nn.io.image_io import NIFTI_ENDINGS, ras_to_original
 from fomo_nn.plans import Plans
 from fomo_nn.preprocessing.case_preprocessing import restore_to_original
-from fomo_nn.utils.files import atomic_path, write_text_atomic
+from fomo_nn.utils.files import write_atomically, write_text_atomic
 
 CSV_NAME = "predictions.csv"
 
@@ -94,13 +93,7 @@ def mask_from_probabilities(probabilities: np.ndarray, values: list[int]) -> np.
 
 
 def write_npz_atomic(path: Path, **arrays) -> None:
-    temp = atomic_path(path, ".npz")
-    try:
-        np.savez_compressed(temp, **arrays)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    write_atomically(path, lambda temp: np.savez_compressed(temp, **arrays), ".npz")
 
 
 def export_segmentation(probabilities: np.ndarray, properties: dict, plans: Plans, outputs: CaseOutputs) -> None:

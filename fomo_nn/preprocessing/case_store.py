@@ -10,13 +10,12 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.utils.files import atomic_path, write_json_atomic
+from fomo_nn.utils.files import write_atomically, write_json_atomic
 
 SIGNATURE_VERSION = 1
 
@@ -37,14 +36,11 @@ def preprocessing_signature(plans) -> str:
 
 
 def save_array_atomic(path: Path, array: np.ndarray) -> None:
-    temp = atomic_path(path, ".npy")
-    try:
+    def save(temp: Path) -> None:
         with open(temp, "wb") as handle:
             np.save(handle, array, allow_pickle=False)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
+
+    write_atomically(path, save, ".npy")
 
 
 def write_case(folder: str | Path, case_id: str, data: np.ndarray, seg: np.ndarray | None, properties: dict,
