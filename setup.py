@@ -15,6 +15,7 @@ CONSOLE_SCRIPTS = [
     "fomo_nn_predict = fomo_nn.cli.predict:main",
     "fomo_nn_evaluate = fomo_nn.cli.evaluate:main",
     "fomo_nn_rank = fomo_nn.cli.rank:main",
+    "fomo_nn_probe = fomo_nn.cli.probe:main",
 ]
 
 setup(
@@ -35,7 +36,8 @@ setup(
         "acvl-utils>=0.2",
         "matplotlib>=3.6",
         "tqdm>=4.60",
+        "scikit-learn>=1.2",  # the probes (fomo_nn.probing) and the probe-initialised heads
     ],
-    extras_require={"test": ["pytest>=7", "nilearn>=0.10", "scikit-learn>=1.2"]},
+    extras_require={"test": ["pytest>=7", "nilearn>=0.10"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -174,12 +174,33 @@ def test_stem_expanded_model_reproduces_pretrained_features(encoder):
 
 def test_shared_encoder_on_identical_sequences_matches_single_channel_encoder():
     source = pretrained("mae").eval()
-    target = finetuning("regression", "shared_encoder", 3).eval()
-    load_encoder_weights(target, source.state_dict())
+    fused = finetuning("segmentation", "shared_encoder", 3).eval()
+    apart = finetuning("regression", "shared_encoder", 3).eval()  # pooled heads: sequences side by side
+    for target in (fused, apart):
+        load_encoder_weights(target, source.state_dict())
     x = volume(seed=5)
     with torch.no_grad():
-        for a, b in zip(source.encoder(x), target.stage_features(x.repeat(1, 3, 1, 1, 1))):
+        for a, b in zip(source.encoder(x), fused.stage_features(x.repeat(1, 3, 1, 1, 1))):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        single = torch.cat([f.mean(dim=(2, 3, 4)) for f in source.encoder(x)], dim=1)
+        torch.testing.assert_close(apart.pooled_features(x.repeat(1, 3, 1, 1, 1)), single.repeat(1, 3),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_concat_fusion_keeps_each_sequence_in_its_own_block():
+    model = finetuning("classification", "shared_encoder", 3).eval()
+    x = volume(channels=3, batch=1, seed=6)
+    with torch.no_grad():
+        pooled = model.pooled_features(x)
+        swapped = model.pooled_features(x[:, [2, 0, 1]])
+    width = pooled.shape[1] // 3
+    assert pooled.shape == (1, 3 * sum(model.stage_channels))
+    blocks = pooled.view(1, 3, width)
+    torch.testing.assert_close(swapped.view(1, 3, width), blocks[:, [2, 0, 1]])
+    with pytest.raises(ValueError, match="concat"):
+        model.stage_features(x)
+    with pytest.raises(ValueError, match="pooled heads"):
+        SegmentationNet(tiny_net(), 3, 2, fusion="shared_encoder", fusion_weighting="concat")
 
 
 def test_mismatched_encoder_fails_loudly_naming_keys_and_shapes():
@@ -234,11 +255,13 @@ def test_vae_and_mae_encoders_are_interchangeable():
 
 def test_shared_encoder_differs_in_parameters_not_in_output_shapes():
     x = volume(channels=3)
+    pooled = 8 + 16 + 32  # pooled features of the three stages of one encoder pass
+    # the stem sees 3 channels instead of 1; segmentation fuses with a 3-stage x 3-sequence weight table,
+    # the pooled head keeps 3 sequences apart: its Linear layer (2 classes) is 3 times wider
+    extra_shared = {"segmentation": 9, "classification": 2 * pooled * 2}
     for task in ("segmentation", "classification"):
         expanded, shared = finetuning(task, "stem_expansion"), finetuning(task, "shared_encoder")
-        assert count_parameters(expanded) != count_parameters(shared)
-        # the stem sees 3 channels instead of 1; the fusion adds a 3-stage x 3-sequence weight table
-        assert count_parameters(expanded) - count_parameters(shared) == 2 * 8 * 27 - 9
+        assert count_parameters(expanded) - count_parameters(shared) == 2 * 8 * 27 - extra_shared[task]
         assert expanded(x).shape == shared(x).shape
 
 
@@ -360,7 +383,11 @@ def test_build_finetuning_network_reads_the_plans():
     assert isinstance(seg, SegmentationNet) and seg.num_classes == 3 and seg.encoder.stages[0][0].convs[0].conv.in_channels == 2
     reg = build_finetuning_network(make_plans("regression", ["t1", "t2"], tiny_net(fusion="shared_encoder"),
                                               method={"pool": "all_stages"}))
-    assert isinstance(reg, RegressionNet) and reg.fusion is not None and reg.pool == "all_stages"
+    assert isinstance(reg, RegressionNet) and reg.runs_per_sequence and reg.pool == "all_stages"
+    assert reg.sequences_apart and reg.head.linear.in_features == 2 * sum(reg.stage_channels)  # default: concat
+    learned = build_finetuning_network(make_plans("regression", ["t1", "t2"], tiny_net(fusion="shared_encoder"),
+                                                  method={"fusion_weighting": "learned"}))
+    assert learned.fusion is not None and learned.head.linear.in_features == sum(learned.stage_channels)
     with pytest.raises(BadInputError, match="input_channels is 1 but the dataset has 2"):
         build_finetuning_network(make_plans("classification", ["t1", "t2"], tiny_net()))
     with pytest.raises(BadInputError, match="pretraining"):
@@ -397,7 +424,7 @@ def test_finetuning_model_record_rebuilds_fusion():
     model = finetuning("classification", "shared_encoder", 3)
     record = adaptation_record(model, make_plans(), "mae", {}, {})
     rebuilt = build_from_record(record)
-    assert count_parameters(rebuilt) == count_parameters(model) and rebuilt.fusion is not None
+    assert count_parameters(rebuilt) == count_parameters(model) and rebuilt.sequences_apart
     assert record["input_channels"] == 3 and record["encoder_input_channels"] == 1
 
 

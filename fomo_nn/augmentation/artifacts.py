@@ -6,6 +6,7 @@ from fomo_nn.augmentation.composition import Sometimes
 from fomo_nn.augmentation.gibbs_ringing import GibbsRingingTransform
 from fomo_nn.augmentation.kspace_spikes import KSpaceSpikeTransform
 from fomo_nn.augmentation.motion_ghosting import MotionGhostingTransform
+from fomo_nn.augmentation.thick_slices import ThickSliceTransform
 
 
 def _bias_field(cfg):
@@ -27,7 +28,12 @@ def _kspace_spikes(cfg):
                                 p_per_channel=cfg["p_per_channel"])
 
 
+def _thick_slices(cfg):
+    return ThickSliceTransform(thickness=cfg["thickness"], axes=cfg["axes"], p_per_channel=cfg["p_per_channel"])
+
+
 ARTIFACT_BUILDERS = {
+    "thick_slices": _thick_slices,
     "bias_field": _bias_field,
     "motion_ghosting": _motion_ghosting,
     "gibbs_ringing": _gibbs_ringing,

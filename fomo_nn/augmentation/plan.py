@@ -5,7 +5,8 @@ A plan names three pipelines, each transform with its probability `p` and its ra
     {"spatial":   {"random_crop": false, "rotation": {...}, "scaling": {...}, "elastic": {...}, "mirror": {...}},
      "intensity": {"gaussian_noise": {...}, "gaussian_blur": {...}, "multiplicative_noise": {...},
                    "brightness": {...}, "contrast": {...}, "low_resolution": {...}, "gamma": {...}},
-     "artifacts": {"bias_field": {...}, "motion_ghosting": {...}, "gibbs_ringing": {...}, "kspace_spikes": {...}},
+     "artifacts": {"thick_slices": {...}, "bias_field": {...}, "motion_ghosting": {...}, "gibbs_ringing": {...},
+                   "kspace_spikes": {...}},
      "keep_clean_target": false}
 
 Anything left out takes the default below, and every default has p = 0 (off), so `{}` means "crop only".
@@ -17,7 +18,8 @@ probability of flipping each listed axis (independently), as in nnU-Net.
 Units: angles in degrees; `scaling.range` multiplies the sampling grid (batchgeneratorsv2's
 convention: > 1 samples a larger region, so anatomy looks smaller); `elastic.scale` is the smoothing
 sigma of the displacement field as a fraction of the patch edge and `elastic.magnitude` its peak
-displacement in voxels; `gaussian_noise.variance` is passed to batchgeneratorsv2's `noise_variance`,
+displacement in voxels; `thick_slices.thickness` is the slice thickness in voxels of the training grid;
+`gaussian_noise.variance` is passed to batchgeneratorsv2's `noise_variance`,
 which draws the noise standard deviation from it.
 """
 from __future__ import annotations
@@ -46,6 +48,7 @@ INTENSITY_DEFAULTS: dict = {
 }
 
 ARTIFACT_DEFAULTS: dict = {
+    "thick_slices": {"p": 0.0, "thickness": [2.0, 5.0], "axes": [0, 1, 2], "p_per_channel": 0.5},
     "bias_field": {"p": 0.0, "strength": [0.1, 0.4], "order": 3, "p_per_channel": 1.0},
     "motion_ghosting": {"p": 0.0, "num_ghosts": [2, 8], "intensity": [0.3, 0.8], "axes": [0, 1, 2],
                         "p_per_channel": 1.0},
@@ -65,7 +68,7 @@ _RANGE_BOUNDS = {
     "range": (0.0, math.inf), "scale": (0.0, math.inf), "magnitude": (0.0, math.inf),
     "variance": (0.0, math.inf), "sigma": (0.0, math.inf), "strength": (0.0, 5.0),
     "num_ghosts": (2, math.inf), "intensity": (0.0, math.inf), "keep_fraction": (0.02, 1.0),
-    "num_spikes": (1, math.inf),
+    "num_spikes": (1, math.inf), "thickness": (1.0, 16.0),
     "motion_ghosting.intensity": (0.0, 1.0),  # the fraction of each modulated k-space line removed
     "low_resolution.scale": (0.05, 1.0),
 }

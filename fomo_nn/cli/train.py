@@ -41,10 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--encoder-lr-scale", type=float, help="encoder LR = head LR x this (finetuning)")
+    parser.add_argument("--layer-lr-decay", type=float,
+                        help="encoder stage s of S learns at encoder LR x this^(S-1-s) (finetuning; 1 = off)")
     parser.add_argument("--freeze-encoder-epochs", type=int, help="keep the encoder frozen for N epochs")
     parser.add_argument("--linear-probe", action="store_true", help="train only the head (frozen encoder)")
     parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
                         help="method/head setting, e.g. --set mask_ratio=0.75 (repeatable)")
+    parser.add_argument("--probe-dataset", dest="probe_datasets", action="append", default=[], metavar="DATASET",
+                        help="pretraining: labelled dataset (planned like the corpus) whose frozen-feature probe is "
+                             "logged every --probe-every epochs and before the first step (repeatable)")
+    parser.add_argument("--probe-every", type=int, default=1, help="epochs between online-probe measurements")
     parser.add_argument("-p", "--plans", help="path to a plans.json other than the preprocessed dataset's")
     parser.add_argument("--tag", help="suffix of the model folder, to keep variants apart "
                                       "(e.g. --tag mae -> classification__fomo_nnPlans__3d_fullres__mae)")
@@ -65,7 +71,7 @@ def main(argv=None) -> int:
         build_parser().error("DATASET and FOLD are required (or --list-trainers)")
     from fomo_nn.training.run import train
 
-    training = {k: getattr(args, k) for k in ("encoder_lr_scale", "freeze_encoder_epochs") if getattr(args, k) is not None}
+    training = {k: getattr(args, k) for k in ("encoder_lr_scale", "layer_lr_decay", "freeze_encoder_epochs") if getattr(args, k) is not None}
     if args.linear_probe:
         training["linear_probe"] = True
     try:
@@ -75,7 +81,8 @@ def main(argv=None) -> int:
                        learning_rate=args.learning_rate, num_workers=args.num_workers,
                        checkpoint_every=args.checkpoint_every, seed=args.seed, compile=args.compile,
                        continue_training=args.continue_training, pretrained=args.pretrained,
-                       allow_partial=args.allow_partial, method=dict(args.settings), training=training)
+                       allow_partial=args.allow_partial, method=dict(args.settings), training=training,
+                       probe_datasets=args.probe_datasets, probe_every=args.probe_every)
     except (BadInputError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"fomo_nn_train: error: {error}", file=sys.stderr)
         return 2

@@ -33,7 +33,9 @@ class EncoderModel(nn.Module):
         self.fusion_mode = fusion
         if fusion == "shared_encoder":
             self.encoder = build_encoder(network, 1)
-            self.fusion = SequenceFusion(self.in_channels, network.num_stages, fusion_weighting)
+            # "concat" keeps every sequence's features apart (pooled heads concatenate them)
+            self.fusion = (None if fusion_weighting == "concat"
+                           else SequenceFusion(self.in_channels, network.num_stages, fusion_weighting))
         else:
             self.encoder = build_encoder(network, self.in_channels)
             self.fusion = None
@@ -48,11 +50,23 @@ class EncoderModel(nn.Module):
     def stage_channels(self) -> list[int]:
         return list(self.encoder.output_channels)
 
-    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Features of every stage, highest resolution first, bottleneck last."""
+    @property
+    def runs_per_sequence(self) -> bool:
+        return self.fusion_mode == "shared_encoder"
+
+    def sequence_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unfused features of every stage: (B, ...) for one encoder pass, (B*S, ...) per sequence."""
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects input (B, {self.in_channels}, X, Y, Z), "
                              f"got {tuple(x.shape)}")
+        return self.encoder(fold_sequences(x) if self.runs_per_sequence else x)
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features of every stage, highest resolution first, bottleneck last (sequences fused)."""
+        features = self.sequence_features(x)
+        if not self.runs_per_sequence:
+            return features
         if self.fusion is None:
-            return self.encoder(x)
-        return self.fusion(self.encoder(fold_sequences(x)))
+            raise ValueError(f"{type(self).__name__}: fusion weighting 'concat' keeps sequences apart and has no "
+                             "fused stage features; use 'learned' or 'mean'")
+        return self.fusion(features)

@@ -46,15 +46,18 @@ def build_finetuning_network(plans: Plans, **overrides) -> nn.Module:
         raise _plans_error(plans, f"network.input_channels is {net.input_channels} but the dataset has {channels} "
                                   f"channels {plans.channel_names} and fusion is 'none'; set fusion to "
                                   "'stem_expansion' or 'shared_encoder', or input_channels to the channel count")
-    common = {"fusion": net.fusion, "fusion_weighting": settings.get("fusion_weighting", "learned")}
+    weighting = settings.get("fusion_weighting")
     if plans.task_type == "segmentation":
+        common = {"fusion": net.fusion, "fusion_weighting": weighting or "learned"}
         if not plans.labels or len(plans.labels) < 2:
             raise _plans_error(plans, f"segmentation needs labels with background and >= 1 foreground, got {plans.labels}")
         return SegmentationNet(net, channels, len(plans.labels),
                                deep_supervision=bool(settings.get("deep_supervision", False)), **common)
     # every stage pooled (FOMO2JOMO's multi-scale idea): instance norm leaves the pooled bottleneck
-    # alone nearly constant across scans, which starves few-shot classification/regression heads
-    pooled = {"pool": settings.get("pool", "all_stages"), "dropout": settings.get("head_dropout"), **common}
+    # alone nearly constant across scans, which starves few-shot classification/regression heads;
+    # per-sequence passes keep their pooled features side by side ("concat")
+    pooled = {"pool": settings.get("pool", "all_stages"), "dropout": settings.get("head_dropout"),
+              "fusion": net.fusion, "fusion_weighting": weighting or "concat"}
     if plans.task_type == "classification":
         if not plans.classes or len(plans.classes) < 2:
             raise _plans_error(plans, f"classification needs >= 2 classes, got {plans.classes}")

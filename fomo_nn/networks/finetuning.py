@@ -19,6 +19,9 @@ class SegmentationNet(EncoderModel):
 
     def __init__(self, network, in_channels: int, num_classes: int, fusion: str | None = None,
                  fusion_weighting: str = "learned", deep_supervision: bool = False):
+        if fusion_weighting == "concat":
+            raise ValueError("fusion weighting 'concat' is for pooled heads; a decoder needs fused stage features "
+                             "('learned' or 'mean')")
         super().__init__(network, in_channels, fusion, fusion_weighting)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -56,16 +59,19 @@ class PooledHeadNet(EncoderModel):
             raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
         dropout = self.network_plan.head_dropout if dropout is None else float(dropout)
         self.pool = pool
-        pooled_dim = self.stage_channels[-1] if pool == "bottleneck" else sum(self.stage_channels)
+        per_pass = self.stage_channels[-1] if pool == "bottleneck" else sum(self.stage_channels)
+        self.sequences_apart = self.runs_per_sequence and self.fusion is None
+        pooled_dim = per_pass * (self.in_channels if self.sequences_apart else 1)
         self.head = LinearHead(pooled_dim, num_outputs, dropout)
         self.num_outputs = num_outputs
         self.architecture_kwargs.update(num_outputs=num_outputs, pool=pool, dropout=dropout)
 
     def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.stage_features(x)
-        if self.pool == "bottleneck":
-            return global_average_pool(features[-1])
-        return torch.cat([global_average_pool(f) for f in features], dim=1)
+        """(B, D): pooled stage features; with ``concat`` fusion every sequence's, side by side."""
+        features = self.sequence_features(x) if self.sequences_apart else self.stage_features(x)
+        chosen = features[-1:] if self.pool == "bottleneck" else features
+        pooled = torch.cat([global_average_pool(f) for f in chosen], dim=1)
+        return pooled.reshape(x.shape[0], -1) if self.sequences_apart else pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled_features(x))

@@ -4,14 +4,16 @@
   channel and divided by C (``expand_stem_weights``), so C identical channels give exactly the
   pretrained response;
 - shared encoder: the 1-channel encoder runs on each sequence separately (sequences folded into the
-  batch) and ``SequenceFusion`` merges the per-stage features with a softmax-weighted mean.
+  batch); ``SequenceFusion`` merges the per-stage features with a softmax-weighted mean (decoders),
+  or pooled heads concatenate every sequence's pooled features (weighting ``concat``), so a head can
+  weigh DWI against ADC instead of seeing their average.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-FUSION_WEIGHTINGS = ("learned", "mean")
+FUSION_WEIGHTINGS = ("learned", "mean", "concat")  # concat: pooled heads only
 
 
 def expand_stem_weights(state_dict: dict, stem_key: str, new_in_channels: int) -> dict:
@@ -38,8 +40,8 @@ class SequenceFusion(nn.Module):
 
     def __init__(self, num_sequences: int, num_stages: int, weighting: str = "learned"):
         super().__init__()
-        if weighting not in FUSION_WEIGHTINGS:
-            raise ValueError(f"fusion weighting {weighting!r} is not one of {FUSION_WEIGHTINGS}")
+        if weighting not in FUSION_WEIGHTINGS[:2]:
+            raise ValueError(f"fusion weighting {weighting!r} is not one of {FUSION_WEIGHTINGS[:2]} (stage fusion)")
         if num_sequences < 1:
             raise ValueError(f"num_sequences must be >= 1, got {num_sequences}")
         self.num_sequences = num_sequences

@@ -51,13 +51,51 @@ class ProjectionHead(nn.Module):
         return F.normalize(z, dim=-1) @ F.normalize(self.prototypes, dim=-1).t()
 
 
+class FeatureStandardizer(nn.Module):
+    """(x - mean) / std per feature, with statistics of the training cases fixed before finetuning.
+
+    Pooled features of instance-normalised encoders differ across scans by a few percent of their
+    size, so a Linear head on raw features starts with almost no output variance and needs many
+    steps to build it; standardised, every feature has unit spread across the training cases and a
+    closed-form probe fit transfers exactly. Buffers, not parameters: saved in every checkpoint,
+    never trained. Until fitted it is the identity.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_statistics(self, mean, std) -> None:
+        """Set mean and std (D,) directly, e.g. from a fitted scikit-learn StandardScaler."""
+        mean = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float64).reshape(-1)
+        if mean.numel() != self.mean.numel() or std.numel() != self.std.numel():
+            raise ValueError(f"expected statistics of {self.mean.numel()} features, got {mean.numel()} and {std.numel()}")
+        floor = self.eps * max(float(std.max()), 1.0)
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.std.copy_(std.clamp_min(floor).to(self.std.dtype))
+
+    def fit(self, features: torch.Tensor) -> None:
+        """Statistics of (N >= 2, D) features (population std, as scikit-learn's StandardScaler)."""
+        features = torch.as_tensor(features).detach().double()
+        if features.dim() != 2 or features.shape[0] < 2:
+            raise ValueError(f"expected (N >= 2, D) features, got {tuple(features.shape)}")
+        self.set_statistics(features.mean(dim=0), features.std(dim=0, unbiased=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
 class LinearHead(nn.Module):
-    """Dropout + one Linear layer, like the official FOMO25 baseline heads."""
+    """Feature standardisation + dropout + one Linear layer (the FOMO25 baseline's head, standardised)."""
 
     def __init__(self, in_dim: int, num_outputs: int, dropout: float = 0.0):
         super().__init__()
+        self.standardizer = FeatureStandardizer(in_dim)
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_dim, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(x))
+        return self.linear(self.dropout(self.standardizer(x)))

@@ -70,8 +70,10 @@ class TrainingPlan:
     checkpoint_every: int = 10  # epochs between checkpoint_latest.pth writes
     num_workers: int = 2  # background augmentation processes
     seed: int = 12345
-    # finetuning regime (few-shot): encoder LR multiplier, frozen encoder epochs, linear probing
+    # finetuning regime (few-shot): encoder LR multiplier, layer-wise decay of it (deepest encoder
+    # stage x1, each shallower stage x layer_lr_decay more), frozen encoder epochs, linear probing
     encoder_lr_scale: float = 1.0
+    layer_lr_decay: float = 1.0
     freeze_encoder_epochs: int = 0
     linear_probe: bool = False
 

@@ -52,6 +52,8 @@ class TrainerOptions:
     pretrained: str | None = None
     allow_partial: bool = False
     progress_bar: bool | None = None  # None: only when attached to a terminal
+    probe_datasets: list = field(default_factory=list)  # pretraining: labelled datasets of the online probe
+    probe_every: int = 1  # epochs between online-probe measurements
     method: dict = field(default_factory=dict)  # method/head settings overriding plans.method
     training: dict = field(default_factory=dict)  # any other TrainingPlan field, e.g. freeze_encoder_epochs
 
@@ -166,6 +168,12 @@ class BaseTrainer(ABC):
     def checkpoint_record(self) -> dict:
         """Additional entries for every checkpoint (e.g. the adaptation record of pretraining)."""
         return {}
+
+    def on_train_start(self) -> None:
+        """Hook, after setup and resume, before the first step (e.g. the online probe's first point)."""
+
+    def after_epoch(self, epoch: int) -> None:
+        """Hook, after an epoch is logged and checkpointed (e.g. the online probe)."""
 
     def on_train_end(self) -> None:
         """Hook: e.g. predict and score the fold's validation cases."""
@@ -322,6 +330,7 @@ class BaseTrainer(ABC):
         loader = make_loader(self.make_training_source(self.train_cases), self.seed, self.dist.rank, first,
                              self.total_steps, self.training.num_workers, pin_memory=self.device.type == "cuda")
         batches = iter(loader)
+        self.on_train_start()
         show_bar = self.options.progress_bar if self.options.progress_bar is not None else sys.stderr.isatty()
         for epoch in range(self.start_epoch, epochs):
             started = time.time()
@@ -345,6 +354,7 @@ class BaseTrainer(ABC):
                 record["val_metric"], record["val_metric_name"] = record.get(self.metric_name), self.metric_name
             record["epoch_time"] = time.time() - started
             self._end_epoch(epoch, record)
+            self.after_epoch(epoch)
         self._save("checkpoint_final.pth", epochs)
         self.dist.barrier()
         self.on_train_end()

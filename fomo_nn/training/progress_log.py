@@ -1,4 +1,8 @@
-"""Per-epoch metrics: a JSON-lines log and a progress.png a person can glance at."""
+"""Per-epoch metrics: a JSON-lines log and a progress.png a person can glance at.
+
+Pretraining with an online probe also keeps ``online_probe.jsonl`` (one row per measurement, the
+first before any step) and plots its curves beside the loss.
+"""
 from __future__ import annotations
 
 import json
@@ -8,19 +12,29 @@ from pathlib import Path
 class ProgressLog:
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / "training_log.jsonl"
+        self.probe_path = Path(output_dir) / "online_probe.jsonl"
         self.plot_path = Path(output_dir) / "progress.png"
-        self.records: list[dict] = []
-        if self.path.is_file():
-            self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        self.records = _read_jsonl(self.path)
+        self.probe_records = _read_jsonl(self.probe_path)
 
     def truncate_after(self, epoch: int) -> None:
         """Forget epochs a resumed run will redo (they were logged after the checkpoint)."""
         self.records = [r for r in self.records if r["epoch"] < epoch]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        # probe row k was measured after k finished epochs: rows up to `epoch` stay
+        self.probe_records = [r for r in self.probe_records if r["epochs_done"] <= epoch]
+        if self.probe_path.is_file():
+            self.probe_path.write_text("".join(json.dumps(r) + "\n" for r in self.probe_records))
 
     def append(self, record: dict) -> None:
         self.records.append(record)
         with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def append_probe(self, record: dict) -> None:
+        """One online-probe measurement: {'epochs_done', 'step', 'probe_<dataset>_<metric>': value, ...}."""
+        self.probe_records.append(record)
+        with open(self.probe_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def plot(self) -> None:
@@ -32,7 +46,8 @@ class ProgressLog:
         if not self.records:
             return
         epochs = [r["epoch"] for r in self.records]
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        panels = 4 if self.probe_records else 3
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
         axes[0].plot(epochs, [r.get("train_loss") for r in self.records], label="train loss")
         if any("val_loss" in r for r in self.records):
             axes[0].plot(epochs, [r.get("val_loss") for r in self.records], label="validation loss")
@@ -51,6 +66,24 @@ class ProgressLog:
         lr_axis.set_xlabel("epoch")
         lr_axis.legend(loc="upper left")
         time_axis.legend(loc="upper right")
+        if self.probe_records:
+            self._plot_probe(axes[3])
         fig.tight_layout()
         fig.savefig(self.plot_path, dpi=80)
         plt.close(fig)
+
+    def _plot_probe(self, axis) -> None:
+        """Online-probe curves against finished epochs (0 = the encoder before any step)."""
+        keys = sorted({k for r in self.probe_records for k in r if k.startswith("probe_")})
+        done = [r["epochs_done"] for r in self.probe_records]
+        for key in keys:
+            axis.plot(done, [r.get(key, float("nan")) for r in self.probe_records], marker="o", label=key[6:])
+        axis.set_xlabel("epochs done (0 = before training)")
+        axis.set_title("online probe (in-domain CV)")
+        axis.legend(fontsize=7)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

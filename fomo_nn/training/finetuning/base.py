@@ -101,18 +101,38 @@ class FinetuningTrainer(BaseTrainer):
         return [p for n, p in self.network.named_parameters() if n.startswith(ENCODER_PREFIX)]
 
     def parameter_groups(self) -> list[dict]:
-        """Head (decoder, fusion, heads) at the base LR first; encoder at base LR x encoder_lr_scale.
+        """Head (decoder, fusion, heads) at the base LR first; the encoder at base LR x encoder_lr_scale,
+        decayed layer-wise: stage s of S gets x layer_lr_decay^(S-1-s) (the stem one step more), so
+        the generic low-level filters of a pretrained encoder move least.
 
         Frozen parameters stay in the optimizer: their gradients are None, so AdamW/SGD skip them
         (no update, no weight decay) until they are unfrozen.
         """
-        encoder_ids = {id(p) for p in self.encoder_parameters()}
+        encoder = dict((n, p) for n, p in self.network.named_parameters() if n.startswith(ENCODER_PREFIX))
+        encoder_ids = {id(p) for p in encoder.values()}
         head = [p for p in self.network.parameters() if id(p) not in encoder_ids]
         groups = [{"params": head, "lr_scale": 1.0, "name": "head"}]
-        if encoder_ids:
-            groups.append({"params": self.encoder_parameters(), "lr_scale": float(self.training.encoder_lr_scale),
-                           "name": "encoder"})
+        scale, decay = float(self.training.encoder_lr_scale), float(self.training.layer_lr_decay)
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"layer_lr_decay must lie in (0, 1], got {decay}")
+        if not encoder:
+            return groups
+        if decay == 1.0:
+            return groups + [{"params": list(encoder.values()), "lr_scale": scale, "name": "encoder"}]
+        by_depth: dict[int, list] = {}
+        for name, parameter in encoder.items():
+            by_depth.setdefault(self.encoder_depth_of(name), []).append(parameter)
+        for steps, parameters in sorted(by_depth.items()):
+            groups.append({"params": parameters, "lr_scale": scale * decay ** steps, "name": f"encoder_depth_{steps}"})
         return groups
+
+    def encoder_depth_of(self, name: str) -> int:
+        """How many stages below the bottleneck an encoder parameter sits (0 = deepest stage)."""
+        stages = self.network.network_plan.num_stages
+        parts = name[len(ENCODER_PREFIX):].split(".")
+        if parts[0] == "stages" and len(parts) > 1 and parts[1].isdigit():
+            return stages - 1 - int(parts[1])
+        return stages  # the stem of residual encoders, before stage 0
 
     def on_epoch_start(self, epoch: int) -> None:
         frozen = bool(self.training.linear_probe) or epoch < self.training.freeze_encoder_epochs

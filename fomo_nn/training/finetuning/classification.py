@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fomo_nn.evaluation.metrics import auroc
 from fomo_nn.training.data.batch_sources import PatchSource, collate
-from fomo_nn.training.finetuning.base import FinetuningTrainer
+from fomo_nn.training.finetuning.pooled_head import PooledHeadTrainer
 from fomo_nn.training.registry import register_trainer
 
 IMBALANCE_MODES = ("class_weights", "balanced_sampling", "none")
@@ -63,7 +63,7 @@ def macro_auroc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
 
 
 @register_trainer
-class ClassificationTrainer(FinetuningTrainer):
+class ClassificationTrainer(PooledHeadTrainer):
     name = "classification"
     description = "finetune (or train from scratch) encoder + pooled linear head; weighted CE; AUROC"
     task_types = ("classification",)
@@ -73,7 +73,7 @@ class ClassificationTrainer(FinetuningTrainer):
     higher_is_better = True
 
     def default_method_settings(self) -> dict:
-        return {**super().default_method_settings(), "imbalance": "class_weights", "pool": "all_stages"}
+        return {**super().default_method_settings(), "imbalance": "class_weights"}
 
     @property
     def num_classes(self) -> int:
@@ -98,6 +98,17 @@ class ClassificationTrainer(FinetuningTrainer):
         if bad:
             raise ValueError(f"class labels {bad} are outside 0..{self.num_classes - 1} (classes {self.plans.classes})")
         return labels
+
+    def set_head_from_probe(self, estimator) -> None:
+        """Logistic regression -> logits: binary w.x + b becomes (-(w.x + b)/2, (w.x + b)/2), same softmax."""
+        coef = torch.as_tensor(estimator.coef_, dtype=torch.float32)
+        bias = torch.as_tensor(estimator.intercept_, dtype=torch.float32)
+        if coef.shape[0] == 1:
+            coef, bias = torch.cat([-coef, coef]) / 2, torch.cat([-bias, bias]) / 2
+        linear = self.network.head.linear
+        with torch.no_grad():
+            linear.weight.copy_(coef)
+            linear.bias.copy_(bias)
 
     def make_training_source(self, cases):
         if self.method["imbalance"] != "balanced_sampling":

@@ -12,11 +12,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 
 from fomo_nn.evaluation.metrics import mean_absolute_error, pearson_r
 from fomo_nn.inference.case_prediction import TargetNormalization
-from fomo_nn.training.finetuning.base import FinetuningTrainer
+from fomo_nn.training.finetuning.pooled_head import PooledHeadTrainer
 from fomo_nn.training.registry import register_trainer
 
 LOSSES = ("mse", "smooth_l1")
@@ -32,7 +33,7 @@ def quiet_pearson(x, y) -> float | None:
 
 
 @register_trainer
-class RegressionTrainer(FinetuningTrainer):
+class RegressionTrainer(PooledHeadTrainer):
     name = "regression"
     description = "finetune (or train from scratch) encoder + pooled linear head; normalized target; MAE, r"
     task_types = ("regression",)
@@ -42,8 +43,7 @@ class RegressionTrainer(FinetuningTrainer):
     higher_is_better = False
 
     def default_method_settings(self) -> dict:
-        return {**super().default_method_settings(), "loss": "mse", "smooth_l1_beta": 0.1, "pool": "all_stages",
-                "aggregation": "mean"}
+        return {**super().default_method_settings(), "loss": "mse", "smooth_l1_beta": 0.1, "aggregation": "mean"}
 
     def on_cases_split(self, train, val) -> None:
         if self.method["loss"] not in LOSSES:
@@ -51,6 +51,15 @@ class RegressionTrainer(FinetuningTrainer):
         self.case_targets(val)  # fail before training if a validation case lacks its target
         self.train_targets = self.case_targets(train)
         self.target_normalization = TargetNormalization.fit(self.train_targets)
+
+    def probe_targets(self, targets: np.ndarray) -> np.ndarray:
+        return self.target_normalization.normalize(targets)
+
+    def set_head_from_probe(self, estimator) -> None:
+        linear = self.network.head.linear
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(estimator.coef_, dtype=torch.float32).reshape(1, -1))
+            linear.bias.fill_(float(estimator.intercept_))
 
     def extra_state(self) -> dict:
         return {"target_normalization": self.target_normalization.to_dict()}

@@ -5,7 +5,10 @@
 - a few subjects are held out for validation (scans of one subject never on both sides);
 - every checkpoint carries the adaptation record (architecture, plans, encoder/stem keys, method
   settings, data provenance), so finetuning rebuilds the same encoder and knows what it was fed;
-- method settings = defaults | plans.method | --set, checked against the defaults so a typo fails.
+- method settings = defaults | plans.method | --set, checked against the defaults so a typo fails;
+- optionally an online probe (``--probe-dataset``): every ``--probe-every`` epochs, and before the
+  first step, the encoder's frozen features are probed on labelled datasets (fomo_nn.probing.online)
+  and logged to online_probe.jsonl and the progress plot.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import ClassVar
 from torch import nn
 
 from fomo_nn.networks import adaptation_record, build_pretraining_network
+from fomo_nn import paths
 from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
 from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
 from fomo_nn.training.data.preprocessed import PreprocessedCase
@@ -43,6 +47,32 @@ class PretrainingTrainer(BaseTrainer):
             raise ValueError(f"{type(self).__name__}.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
         self._record: dict | None = None
         self.all_cases: list[PreprocessedCase] = []
+        self.online_probe = None
+
+    # ------------------------------------------------------------------ online probe
+    def on_train_start(self) -> None:
+        if not self.options.probe_datasets or not self.dist.is_main:
+            return
+        from fomo_nn.probing.online import OnlineProbe, ProbeDataset
+
+        if int(self.options.probe_every) < 1:
+            raise ValueError(f"probe_every must be >= 1 epoch, got {self.options.probe_every}")
+        folders = [paths.preprocessed_root() / paths.resolve_dataset_name(d) for d in self.options.probe_datasets]
+        self.online_probe = OnlineProbe([ProbeDataset.load(folder) for folder in folders], seed=self.seed)
+        if self.start_epoch == 0:
+            self._measure_probe(0)
+
+    def after_epoch(self, epoch: int) -> None:
+        done = epoch + 1
+        if self.online_probe is not None and (done % int(self.options.probe_every) == 0 or done == self.training.epochs):
+            self._measure_probe(done)
+
+    def _measure_probe(self, epochs_done: int) -> None:
+        record = self.online_probe.measure(self.network.encoder, self.plans.network, self.device)
+        self.log.append_probe({"epochs_done": epochs_done, "step": epochs_done * self.steps_per_epoch, **record})
+        self.log.plot()
+        shown = "  ".join(f"{k[6:]} {v:.3f}" for k, v in record.items())
+        print(f"[fomo_nn] online probe after {epochs_done} epoch(s): {shown}", file=sys.stderr)
 
     # ------------------------------------------------------------------ settings
     def _check_known_settings(self) -> None:

@@ -1,0 +1,86 @@
+"""The simple models a probe fits on frozen features, with their hyperparameters chosen inside the
+training data only (the test sites never choose anything).
+
+- ``linear``: standardised features, then logistic regression (classification; classes weighted to
+  balance, the L2 strength by stratified cross-validated log-loss) or ridge regression (regression; the penalty by efficient
+  leave-one-out);
+- ``knn``: standardised features, k nearest neighbours (k = 5, or fewer for tiny sets), distance-weighted.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+PROBE_MODELS = ("linear", "knn")
+TASK_TYPES = ("classification", "regression")
+LOGISTIC_C = np.logspace(-4, 2, 13)
+RIDGE_ALPHAS = np.logspace(-2, 5, 22)
+MAX_FOLDS = 5
+
+
+def _check(task_type: str, model: str) -> None:
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"probes score {TASK_TYPES} tasks, not {task_type!r}")
+    if model not in PROBE_MODELS:
+        raise ValueError(f"probe model {model!r} is not one of {PROBE_MODELS}")
+
+
+def make_estimator(task_type: str, model: str, targets: np.ndarray, seed: int = 0):
+    """An unfitted scikit-learn pipeline for `targets` (its size sets k and the inner folds)."""
+    _check(task_type, model)
+    n = len(targets)
+    if model == "knn":
+        k = max(1, min(5, n - 1))
+        knn = KNeighborsClassifier if task_type == "classification" else KNeighborsRegressor
+        return make_pipeline(StandardScaler(), knn(n_neighbors=k, weights="distance"))
+    if task_type == "regression":
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+    minority = int(np.bincount(np.asarray(targets, dtype=int)).min())
+    folds = StratifiedKFold(max(2, min(MAX_FOLDS, minority)), shuffle=True, random_state=seed)
+    return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=LOGISTIC_C, cv=folds, scoring="neg_log_loss",
+                                                                class_weight="balanced", max_iter=5000))
+
+
+def fit_probe(task_type: str, model: str, features: np.ndarray, targets, seed: int = 0):
+    targets = np.asarray(targets, dtype=float)
+    if task_type == "classification":
+        classes = np.unique(targets)
+        if len(classes) < 2:
+            raise ValueError(f"classification probes need two classes in the training cases, found {classes.tolist()}")
+        targets = targets.astype(int)
+    estimator = make_estimator(task_type, model, targets, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's announced default changes; ours are set
+        return estimator.fit(features, targets)
+
+
+def probe_scores(estimator, task_type: str, features: np.ndarray) -> np.ndarray:
+    """Probability of class 1 (classification) or the predicted value (regression)."""
+    if task_type == "classification":
+        return estimator.predict_proba(features)[:, list(estimator.classes_).index(1)]
+    return estimator.predict(features).astype(float)
+
+
+def cross_validated_scores(task_type: str, model: str, features: np.ndarray, targets, seed: int = 0,
+                           folds: int = MAX_FOLDS) -> np.ndarray:
+    """Out-of-fold scores for every training case (in-domain quality, e.g. the online probe)."""
+    targets = np.asarray(targets, dtype=float)
+    if task_type == "classification":
+        minority = int(np.bincount(targets.astype(int)).min())
+        splitter = StratifiedKFold(max(2, min(folds, minority)), shuffle=True, random_state=seed)
+        splits = splitter.split(features, targets.astype(int))
+    else:
+        splits = KFold(max(2, min(folds, len(targets))), shuffle=True, random_state=seed).split(features)
+    scores = np.empty(len(targets))
+    for train, test in splits:
+        estimator = fit_probe(task_type, model, features[train], targets[train], seed)
+        scores[test] = probe_scores(estimator, task_type, features[test])
+    return scores
