@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dataset_conversion.sample_data.artifacts import air_interfaces
 from dataset_conversion.sample_data.brain import Morphology, SubjectFields, intracranial_level, paint_healthy_brain
 from dataset_conversion.sample_data.pathology import (Lesion, Pathology, paint_infarcts, paint_lacunes,
-                                                      paint_meningioma, place_meningioma, push_away)
+                                                      paint_meningioma, paint_mimics, place_meningioma, push_away)
 from dataset_conversion.sample_data.tissues import AnatomyGrid, Layer, LayeredVolume, Tissue
 
 
@@ -21,6 +22,7 @@ class Anatomy:
     texture: np.ndarray  # multiplicative tissue texture (about 1)
     lesions: list[Lesion]
     atrophy: float
+    air_interfaces: tuple = ()  # air-cavity centres (anatomy mm) and weights, for susceptibility artifacts
 
     def volumes_mm3(self) -> dict[str, float]:
         """Tissue volumes; ventricles from their partial-volume weights (accurate on coarse grids)."""
@@ -50,8 +52,11 @@ def build_anatomy(morph: Morphology, age: float, grid: AnatomyGrid, pathology: P
     volume = LayeredVolume(grid)
     atrophy = paint_healthy_brain(volume, coords, icv, morph, age, fields)
     lesions = paint_lacunes(volume, coords, morph, pathology.lacunes)
-    lesions += paint_infarcts(volume, coords, morph, fields, pathology.infarcts)
+    order = sorted(pathology.infarcts, key=lambda spec: spec.stage != "chronic")  # old scars first
+    lesions += paint_infarcts(volume, coords, morph, fields, order)
+    lesions += paint_mimics(volume, coords, morph, fields, pathology.mimics)
     if placement is not None:
         lesions += paint_meningioma(volume, true_coords, icv, pathology.meningioma, placement, fields)
     texture = (1 + np.float32(0.035) * fields.texture).astype(np.float32)
-    return Anatomy(grid, float(age), volume.layers, volume.labels, icv, texture, lesions, atrophy)
+    return Anatomy(grid, float(age), volume.layers, volume.labels, icv, texture, lesions, atrophy,
+                   air_interfaces(morph))

@@ -4,7 +4,9 @@ The shapes are simple on purpose (ellipsoids, zero sets of random fields) but ev
 brain-MRI model should notice is there: an intracranial envelope with cerebrum, cerebellum and
 brainstem; a folded cortical ribbon with sulci, an interhemispheric and Sylvian fissure; deep grey
 nuclei; iron-rich nuclei; lateral, third and fourth ventricles; veins; and age-driven atrophy
-(wider ventricles and sulci, thinner cortex, more white-matter hyperintensities).
+(wider ventricles and sulci, thinner cortex, more white-matter hyperintensities). White-matter
+hyperintensities are the commonest finding of the ageing brain (about half of people in their 50s, nearly
+all over 65); the onset ages below give about that: ~50 % at 40-55, all subjects over 65.
 """
 from __future__ import annotations
 

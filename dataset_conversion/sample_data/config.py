@@ -5,6 +5,9 @@ from dataclasses import asdict, dataclass, replace
 
 # FOMO25 task 1 finetuning set: 13 infarct cases and 8 controls.
 INFARCT_POSITIVE_RATIO = 13 / 21
+# FOMO60K has 11,187 subjects against 21 / 23 / 200 labelled finetuning cases (56x the largest task): every
+# preset keeps the unlabelled corpus at least 10x the largest finetuning set, counted in subjects.
+CORPUS_TO_FINETUNE_SUBJECTS = 10
 SPLITS = ("finetune", "test")
 TASKS = (1, 2, 3)
 
@@ -60,15 +63,18 @@ class SampleDataConfig:
         data["grid_shape"] = list(self.grid_shape)
         return data
 
+    def largest_finetune_set(self) -> int:
+        return max(self.case_count("finetune", task) for task in TASKS)
+
 
 SIZE_PRESETS: dict[str, SampleDataConfig] = {
-    # Unit tests: a few seconds on one core.
-    "tiny": SampleDataConfig("tiny", (32, 40, 32), 5.0, 12, 10, 8, 8, 6, 16, 12),
-    # The demo on a 2-core CPU: well under a minute, ~3 mm voxels.
-    "small": SampleDataConfig("small", (54, 64, 54), 3.0, 40, 21, 40, 23, 30, 60, 60),
-    "medium": SampleDataConfig("medium", (80, 96, 80), 2.0, 150, 21, 80, 23, 60, 120, 120),
-    # Real 1 mm brains with the FOMO25 case counts (hours and several GB).
-    "full": SampleDataConfig("full", (160, 192, 160), 1.0, 500, 21, 320, 23, 107, 200, 800),
+    # Unit tests: a few seconds on one core (the corpus is the one preset below the 10x rule: 36 vs 16).
+    "tiny": SampleDataConfig("tiny", (32, 40, 32), 5.0, 36, 10, 8, 8, 6, 16, 12),
+    # The demo on a 2-core CPU: about a minute, ~3 mm voxels; 600 corpus subjects = 10x task 3's 60.
+    "small": SampleDataConfig("small", (54, 64, 54), 3.0, 600, 21, 40, 23, 30, 60, 60),
+    "medium": SampleDataConfig("medium", (80, 96, 80), 2.0, 1200, 21, 80, 23, 60, 120, 120),
+    # Real 1 mm brains with the FOMO25 case counts (hours and tens of GB).
+    "full": SampleDataConfig("full", (160, 192, 160), 1.0, 2000, 21, 320, 23, 107, 200, 800),
 }
 
 

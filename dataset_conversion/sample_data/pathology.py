@@ -1,27 +1,43 @@
-"""Lesions with a learnable appearance: acute infarcts, chronic lacunes and meningiomas.
+"""Lesions with a learnable, realistic appearance: infarcts of every stage, lacunes, DWI-bright mimics and
+meningiomas.
 
-Infarcts sit in vascular-territory-like regions of the parenchyma. A meningioma is an extra-axial
-mass on the inner skull surface: the brain is pushed away from it (a volume-preserving radial
-displacement of the anatomy coordinates) while the skull, and so the skull-stripping mask, stays.
+Infarcts sit in vascular-territory-like regions of the parenchyma and span the real size range: lacunar
+infarcts are 4-20 mm across (mostly under 1 mL) while territorial infarcts reach 100 mL and more, so
+lesion volumes cover three to four orders of magnitude (median of a few mL in unselected stroke
+cohorts). Their signal depends on the time since onset (lesion_contrast.py); an old infarct is a
+shrunken CSF-like cavity with a gliotic rim (encephalomalacia). Mimics are painted where they occur:
+demyelinating plaques as periventricular / juxtacortical ovoids in white matter, vasogenic oedema in
+white matter sparing the cortex, post-ictal change in the cortical ribbon. A meningioma is an
+extra-axial mass on the inner skull surface: the brain is pushed away from it (a volume-preserving
+radial displacement of the anatomy coordinates) while the skull, and so the skull-stripping mask, stays.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 
 from dataset_conversion.sample_data.brain import Morphology, SubjectFields, intracranial_level
 from dataset_conversion.sample_data.fields import ellipsoid_distance, inside_fraction, rotation_matrix
+from dataset_conversion.sample_data.lesion_contrast import (draw_infarct_severity, draw_stage, infarct_contrast,
+                                                            mimic_contrast, rounded)
 from dataset_conversion.sample_data.tissues import PARENCHYMA, AnatomyGrid, Layer, LayeredVolume, Tissue
 
-# territory: (centre in cerebrum semi-axes for the right hemisphere, typical semi-axes in mm, draw weight)
+# territory: (centre in cerebrum semi-axes for the right hemisphere, relative semi-axes, draw weight)
+# Lacunar (small deep perforator) infarcts are about a quarter of ischaemic strokes; the MCA territory is
+# the most often affected, posterior-circulation (PCA, cerebellar, pontine) strokes about a fifth.
 TERRITORIES = {
-    "MCA": ((0.6, 0.05, 0.12), (9.0, 16.0, 14.0), 0.5),
-    "ACA": ((0.12, 0.35, 0.45), (7.0, 18.0, 10.0), 0.15),
-    "PCA": ((0.26, -0.72, 0.02), (10.0, 12.0, 10.0), 0.2),
-    "lacunar": ((0.24, 0.02, 0.08), (4.0, 5.0, 4.0), 0.15),
+    "MCA": ((0.6, 0.05, 0.12), (0.55, 1.0, 0.85), 0.42),
+    "ACA": ((0.12, 0.35, 0.45), (0.4, 1.0, 0.6), 0.07),
+    "PCA": ((0.26, -0.72, 0.02), (0.8, 1.0, 0.7), 0.13),
+    "cerebellar": ((0.25, -0.58, -0.66), (0.9, 0.7, 0.75), 0.07),
+    "lacunar": ((0.24, 0.02, 0.08), (0.8, 1.0, 0.9), 0.25),
+    "pontine": ((0.04, -0.2, -0.5), (0.8, 1.0, 1.0), 0.06),
 }
+SMALL_VESSEL = ("lacunar", "pontine")
+LACUNAR_DIAMETER_MM = (4.0, 20.0)  # small deep infarcts: < 20 mm on acute DWI, < 15 mm once chronic
+TERRITORIAL_MEDIAN_ML, TERRITORIAL_LOG_SD, TERRITORIAL_ML = 8.0, 1.2, (0.4, 160.0)
 # meningioma site: (mean direction in cerebrum semi-axes, spread, draw weight)
 MENINGIOMA_SITES = {
     "convexity": ((0.7, 0.1, 0.6), 0.35, 0.45),
@@ -39,12 +55,34 @@ class InfarctSpec:
     semi_mm: tuple[float, float, float]
     rotation_deg: tuple[float, float, float]
     seed: int
+    stage: str = "acute"  # hyperacute / acute / subacute (restricted diffusion or shine-through) or chronic
+    hours: float = 24.0  # since onset (recent stages)
+    depth: float = 0.45  # ADC nadir is 1 - depth of normal
+    edema: float = 0.8  # T2 / FLAIR plateau excess
+
+    def chronic(self) -> "InfarctSpec":
+        """The same infarct months later: a cavity about 60 % of the acute volume (tissue loss, shrinkage)."""
+        return replace(self, stage="chronic", semi_mm=tuple(0.85 * v for v in self.semi_mm), hours=0.0)
+
+    def contrast(self) -> dict[str, float]:
+        return infarct_contrast(self.hours, self.depth, self.edema)
 
 
 @dataclass(frozen=True)
 class LacuneSpec:
     center_norm: tuple[float, float, float]
     radius_mm: float
+
+
+@dataclass(frozen=True)
+class MimicSpec:
+    """A lesion that is bright on DWI or FLAIR but is not a recent infarct (see lesion_contrast.MIMICS)."""
+
+    kind: str
+    centers_norm: tuple[tuple[float, float, float], ...]
+    semi_mm: tuple[tuple[float, float, float], ...]
+    rotation_deg: tuple[float, float, float]
+    contrast: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -57,9 +95,15 @@ class MeningiomaSpec:
 
 @dataclass(frozen=True)
 class Pathology:
-    infarcts: tuple[InfarctSpec, ...] = ()
+    infarcts: tuple[InfarctSpec, ...] = ()  # recent ones carry their stage; chronic ones are scars
     lacunes: tuple[LacuneSpec, ...] = ()
     meningioma: MeningiomaSpec | None = None
+    mimics: tuple[MimicSpec, ...] = ()
+
+    def at_follow_up(self) -> "Pathology":
+        """The pathology of a later session (months to years on): recent infarcts have become scars."""
+        return replace(self, infarcts=tuple(spec if spec.stage == "chronic" else spec.chronic()
+                                            for spec in self.infarcts))
 
 
 @dataclass
@@ -77,18 +121,43 @@ def _weighted_choice(rng, table: dict) -> str:
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
 
-def draw_infarcts(rng: np.random.Generator, count: int, voxel_mm: float) -> tuple[InfarctSpec, ...]:
-    """`count` acute infarcts, each at least ~2 voxels across so it survives the coarsest grid."""
+def infarct_volume_mm3(rng: np.random.Generator, territory: str) -> float:
+    """Lesion volume: lacunar 4-20 mm across; territorial log-normal (median 8 mL, 0.4-160 mL)."""
+    if territory in SMALL_VESSEL:
+        diameter = float(np.exp(rng.uniform(*np.log(LACUNAR_DIAMETER_MM))))
+        return float(np.pi / 6 * diameter ** 3)
+    volume_ml = np.exp(rng.normal(np.log(TERRITORIAL_MEDIAN_ML), TERRITORIAL_LOG_SD))
+    high = TERRITORIAL_ML[1] / 4 if territory == "cerebellar" else TERRITORIAL_ML[1]
+    return float(np.clip(volume_ml, TERRITORIAL_ML[0], high) * 1000.0)
+
+
+def draw_infarcts(rng: np.random.Generator, count: int, voxel_mm: float, stage: str | None = None,
+                  hours: float | None = None) -> tuple[InfarctSpec, ...]:
+    """`count` infarcts of one event (same stage and onset; drawn when not given), sizes drawn per lesion.
+
+    Each is at least one voxel in semi-axis so it leaves a (faint, partial-volume) trace on its grid.
+    """
+    if stage is None:
+        stage, hours = draw_stage(rng)
     specs = []
     for _ in range(count):
         territory = _weighted_choice(rng, TERRITORIES)
-        center, semi, _ = TERRITORIES[territory]
-        center = np.asarray(center) + rng.normal(0, 0.06, 3)
-        scale = np.exp(rng.normal(0, 0.3))
-        semi = tuple(float(max(v * scale * np.exp(rng.normal(0, 0.15)), 1.8 * voxel_mm)) for v in semi)
+        center, aspect, _ = TERRITORIES[territory]
+        center = np.asarray(center) + rng.normal(0, 0.06 if territory not in SMALL_VESSEL else 0.04, 3)
+        aspect = np.asarray(aspect) * np.exp(rng.normal(0, 0.15, 3))
+        volume = infarct_volume_mm3(rng, territory)
+        scale = (3 * volume / (4 * np.pi * np.prod(aspect))) ** (1 / 3)
+        semi = tuple(float(max(v * scale, voxel_mm)) for v in aspect)
+        depth, edema = draw_infarct_severity(rng)
         specs.append(InfarctSpec(territory, 1 if rng.random() < 0.5 else -1, tuple(float(v) for v in center), semi,
-                                 tuple(float(v) for v in rng.uniform(-30, 30, 3)), int(rng.integers(2 ** 31))))
+                                 tuple(float(v) for v in rng.uniform(-30, 30, 3)), int(rng.integers(2 ** 31)),
+                                 stage, round(float(hours if hours is not None else 0.0), 2), depth, edema))
     return tuple(specs)
+
+
+def draw_chronic_infarcts(rng: np.random.Generator, count: int, voxel_mm: float) -> tuple[InfarctSpec, ...]:
+    """Old infarcts (scars of a past stroke), drawn like recent ones and aged."""
+    return tuple(spec.chronic() for spec in draw_infarcts(rng, count, voxel_mm, "acute", 48.0))
 
 
 def draw_lacunes(rng: np.random.Generator, count: int, voxel_mm: float) -> tuple[LacuneSpec, ...]:
@@ -109,6 +178,49 @@ def draw_meningioma(rng: np.random.Generator, voxel_mm: float, edema_probability
     radius = float(np.clip(np.exp(rng.normal(np.log(15.0), 0.35)), max(7.0, 2.2 * voxel_mm), 32.0))
     edema = float(rng.uniform(4, 14)) if rng.random() < edema_probability else 0.0
     return MeningiomaSpec(site, tuple(float(v) for v in direction), radius, edema)
+
+
+# periventricular plaque sites (cerebrum semi-axes, right hemisphere): frontal / occipital horns, bodies
+_PLAQUE_SITES = ((0.15, 0.33, 0.27), (0.17, -0.42, 0.2), (0.23, 0.0, 0.36), (0.2, 0.18, 0.33), (0.2, -0.2, 0.33))
+
+
+def draw_mimic(rng: np.random.Generator, kind: str, voxel_mm: float) -> MimicSpec:
+    """One DWI/FLAIR-bright non-infarct finding of `kind` (a set of plaques for demyelination)."""
+    contrast = tuple(sorted(mimic_contrast(kind, rng).items()))
+    rotation = tuple(float(v) for v in rng.uniform(-40, 40, 3))
+    centers, semis = [], []
+    if kind == "demyelination":  # multiple sclerosis: several ovoid plaques, periventricular and juxtacortical
+        for _ in range(int(rng.integers(2, 8))):
+            if rng.random() < 0.6:
+                center = np.asarray(_PLAQUE_SITES[int(rng.integers(len(_PLAQUE_SITES)))])
+                center = center + rng.normal(0, 0.04, 3)
+            else:
+                direction = rng.normal(size=3)
+                direction[2] = abs(direction[2]) * 0.8
+                center = direction / np.linalg.norm(direction) * rng.uniform(0.45, 0.7)
+            center[0] = abs(center[0]) * (1 if rng.random() < 0.5 else -1)
+            long = float(rng.uniform(3.0, 9.0))
+            semi = (long, 0.55 * long, 0.55 * long) if rng.random() < 0.5 else (0.55 * long, 0.55 * long, long)
+            centers.append(center)
+            semis.append(tuple(max(v, 0.8 * voxel_mm) for v in semi))
+    elif kind == "vasogenic_edema":  # around a tumour or in PRES (parieto-occipital): lobar white matter
+        if rng.random() < 0.4:
+            center = np.array([rng.uniform(0.3, 0.5), rng.uniform(-0.65, -0.4), rng.uniform(0.05, 0.35)])
+        else:
+            direction = rng.normal(size=3)
+            direction[2] = abs(direction[2]) * 0.7
+            center = direction / np.linalg.norm(direction) * rng.uniform(0.35, 0.55)
+        center[0] = abs(center[0]) * (1 if rng.random() < 0.5 else -1)
+        centers.append(center)
+        semis.append(tuple(float(v) for v in rng.uniform(10, 24, 3)))
+    elif kind == "postictal":  # seizure: cortical ribbon of one (usually temporal or frontal) region
+        center = np.array([rng.uniform(0.65, 0.85), rng.uniform(-0.3, 0.45), rng.uniform(-0.35, 0.35)])
+        center[0] *= 1 if rng.random() < 0.5 else -1
+        centers.append(center)
+        semis.append(tuple(float(v) for v in rng.uniform(10, 20, 3)))
+    else:
+        raise ValueError(f"unknown mimic {kind!r}")
+    return MimicSpec(kind, tuple(tuple(float(v) for v in c) for c in centers), tuple(semis), rotation, contrast)
 
 
 @dataclass(frozen=True)
@@ -148,33 +260,75 @@ def push_away(coords, placement: MassPlacement):
     return [np.float32(c0) + o * ratio for o, c0 in zip(offsets, placement.center_mm)]
 
 
+def _place_infarct(volume: LayeredVolume, coords, morph: Morphology, fields: SubjectFields, spec: InfarctSpec):
+    """(fraction, box, centre): the ellipsoid, moved until it lands in enough parenchyma."""
+    rng = np.random.default_rng(spec.seed)
+    voxel = volume.grid.voxel_mm
+    rotation = rotation_matrix(spec.rotation_deg)
+    expected = 4 / 3 * np.pi * np.prod(spec.semi_mm) / voxel ** 3
+    roughness = np.float32(min(1.5, 0.3 * min(spec.semi_mm)))  # irregular border, never larger than the lesion
+    best = None
+    for attempt in range(12):
+        center_norm = np.asarray(spec.center_norm) + (rng.normal(0, 0.08, 3) if attempt else 0)
+        center = morph.norm_to_mm(center_norm, spec.hemisphere)
+        box = volume.grid.box_around(center, max(spec.semi_mm) + 40)
+        local = [v[box] for v in coords]
+        distance = ellipsoid_distance(local, center, spec.semi_mm, rotation) + roughness * fields.texture[box]
+        fraction = inside_fraction(distance, voxel) * np.isin(volume.labels[box], np.asarray(PARENCHYMA, np.uint8))
+        hard = float(fraction.sum())
+        if best is None or hard > best[0]:
+            best = (hard, fraction, box, center, distance)
+        if hard >= max(0.5, 0.4 * expected):
+            break
+    return best[1:]
+
+
 def paint_infarcts(volume: LayeredVolume, coords, morph: Morphology, fields: SubjectFields,
                    specs) -> list[Lesion]:
+    """Recent infarcts as stage-dependent signal changes; chronic ones as a cavity with a gliotic rim."""
     lesions = []
     voxel = volume.grid.voxel_mm
     for spec in specs:
-        rng = np.random.default_rng(spec.seed)
-        rotation = rotation_matrix(spec.rotation_deg)
-        expected = 4 / 3 * np.pi * np.prod(spec.semi_mm) / voxel ** 3
-        best = None
-        for attempt in range(12):  # move the centre until it lands in enough parenchyma
-            center_norm = np.asarray(spec.center_norm) + (rng.normal(0, 0.08, 3) if attempt else 0)
-            center = morph.norm_to_mm(center_norm, spec.hemisphere)
-            box = volume.grid.box_around(center, max(spec.semi_mm) + 40)
-            local = [v[box] for v in coords]
-            distance = ellipsoid_distance(local, center, spec.semi_mm, rotation) + np.float32(1.5) * fields.texture[box]
-            fraction = inside_fraction(distance, voxel) * np.isin(volume.labels[box], np.asarray(PARENCHYMA, np.uint8))
-            hard = int((fraction >= 0.5).sum())
-            if best is None or hard > best[0]:
-                best = (hard, fraction, box, center)
-            if hard >= max(3, 0.35 * expected):
-                break
-        _, fraction, box, center = best
-        layer = volume.paint(Tissue.INFARCT, fraction, box=box)
+        fraction, box, center, distance = _place_infarct(volume, coords, morph, fields, spec)
+        details = {"territory": spec.territory, "hemisphere": "right" if spec.hemisphere > 0 else "left",
+                   "stage": spec.stage, "center_anatomy_mm": [round(float(v), 2) for v in center]}
+        if spec.stage == "chronic":
+            rim = np.float32(min(2.5, 0.35 * min(spec.semi_mm)))
+            volume.paint(Tissue.WMH, fraction, box=box)  # gliosis
+            layer = volume.paint(Tissue.CHRONIC_INFARCT, inside_fraction(distance - rim, voxel) * (fraction > 0),
+                                 box=box)
+            kind = "chronic_infarct"
+        else:
+            contrast = spec.contrast()
+            layer = volume.paint(Tissue.INFARCT, fraction, box=box, contrast=contrast)
+            details.update(hours_since_onset=round(spec.hours, 1), contrast=rounded(contrast))
+            kind = "infarct"
         if layer is not None:
-            lesions.append(Lesion("infarct", {"territory": spec.territory,
-                                         "hemisphere": "right" if spec.hemisphere > 0 else "left",
-                                         "center_anatomy_mm": [round(float(v), 2) for v in center]}, layer))
+            lesions.append(Lesion(kind, details, layer))
+    return lesions
+
+
+def paint_mimics(volume: LayeredVolume, coords, morph: Morphology, fields: SubjectFields, specs) -> list[Lesion]:
+    """Demyelination and vasogenic oedema in white matter, post-ictal change in the cortex."""
+    lesions = []
+    voxel = volume.grid.voxel_mm
+    only = {"demyelination": (Tissue.WHITE_MATTER, Tissue.WMH), "vasogenic_edema": (Tissue.WHITE_MATTER, Tissue.WMH),
+            "postictal": (Tissue.GREY_MATTER,)}
+    tissue = {"demyelination": Tissue.DEMYELINATION, "vasogenic_edema": Tissue.EDEMA, "postictal": Tissue.EDEMA}
+    for spec in specs:
+        contrast = dict(spec.contrast)
+        rotation = rotation_matrix(spec.rotation_deg)
+        for center_norm, semi in zip(spec.centers_norm, spec.semi_mm):
+            center = morph.norm_to_mm(center_norm)
+            box = volume.grid.box_around(center, max(semi) + 30)
+            roughness = np.float32(min(2.0, 0.3 * min(semi)))
+            distance = ellipsoid_distance([v[box] for v in coords], center, semi, rotation)
+            distance += roughness * fields.texture[box]
+            layer = volume.paint(tissue[spec.kind], inside_fraction(distance, voxel), box=box, only=only[spec.kind],
+                                 contrast=contrast)
+            if layer is not None:
+                lesions.append(Lesion(spec.kind, {"center_anatomy_mm": [round(float(v), 2) for v in center],
+                                                  "contrast": rounded(contrast)}, layer))
     return lesions
 
 
@@ -188,7 +342,7 @@ def paint_lacunes(volume: LayeredVolume, coords, morph: Morphology, specs) -> li
         layer = volume.paint(Tissue.CHRONIC_INFARCT, inside_fraction(distance, voxel), box=box, only=PARENCHYMA)
         if layer is not None:
             details = {"center_anatomy_mm": [round(float(v), 2) for v in center]}
-            lesions.append(Lesion("chronic_infarct", details, layer))
+            lesions.append(Lesion("lacune", details, layer))
     return lesions
 
 

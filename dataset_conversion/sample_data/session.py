@@ -1,4 +1,8 @@
-"""Scan one session: every sequence of it on one shared (co-registered) scan grid."""
+"""Scan one session: every sequence of it on one shared (co-registered) scan grid.
+
+Diffusion images are acquired as thick-slice EPI (blurrier, with susceptibility pile-up) and
+gradient-echo images lose signal near air: see artifacts.py.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,9 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from dataset_conversion.sample_data.acquisition import (ScanGeometry, StoredImage, add_noise, bias_field, encode,
-                                                        mask_to_scan, plan_scan_geometry, to_scan)
+from dataset_conversion.sample_data.acquisition import (MaskedSampler, ScanGeometry, StoredImage, add_noise, bias_field,
+                                                        encode, mask_to_scan, plan_scan_geometry)
 from dataset_conversion.sample_data.anatomy import Anatomy
+from dataset_conversion.sample_data.artifacts import gre_strength, susceptibility_fields, thick_slice_blur
 from dataset_conversion.sample_data.contrast import case_intensities, render, site_intensities
 from dataset_conversion.sample_data.sites import Site
 
@@ -29,12 +34,23 @@ def scan_session(anatomy: Anatomy, site: Site, files: dict[str, str], rng: np.ra
     """Render and acquire `files` ({file stem: sequence}) of one session at `site`."""
     geometry = plan_scan_geometry(site, anatomy.grid, rng)
     mask = mask_to_scan(anatomy.icv.astype(np.float32), geometry, low_pass=False)
+    sampler = MaskedSampler(geometry, anatomy.grid.shape, mask)
     coil = bias_field(rng, geometry.shape, site.bias_strength * rng.uniform(0.5, 1.0))
+    artifact_rng = np.random.default_rng(rng.integers(2 ** 63))
+    artifacts = None
     images = {}
     for stem, sequence in files.items():
         values = case_intensities(site_intensities(sequence, site.contrast_rng(sequence), site.contrast_jitter_sd,
                                                    site.contrast_gain_sd), sequence, rng, anatomy.atrophy)
-        clean = to_scan(render(anatomy.layers, anatomy.grid.shape, values, anatomy.texture), geometry)
+        image = render(anatomy.layers, anatomy.grid.shape, values, anatomy.texture, sequence)
+        if sequence in ("dwi_b1000", "adc"):
+            image = thick_slice_blur(image, anatomy.grid, site.dwi_slice_mm)
+        if sequence in ("dwi_b1000", "swi", "t2s"):
+            if artifacts is None:  # one distortion per session, whichever sequences it has
+                artifacts = susceptibility_fields(anatomy.grid, anatomy.air_interfaces, site.epi_artifact,
+                                                  gre_strength(site.field_strength_t), artifact_rng)
+            image *= artifacts[sequence]
+        clean = sampler.sample(image)
         is_adc = sequence == "adc"
         if not is_adc:  # ADC is a ratio of two acquisitions: the coil field cancels
             clean *= coil ** np.float32(rng.uniform(0.6, 1.2))
@@ -43,8 +59,7 @@ def scan_session(anatomy: Anatomy, site: Site, files: dict[str, str], rng: np.ra
         noisy = add_noise(clean, sigma, rng, magnitude=not is_adc, mask=mask)
         scale = site.adc_scale if is_adc else site.intensity_scale * site.sequence_scale(sequence)
         images[stem] = encode(noisy * np.float32(scale), site.dtype)
-    lesion_masks = [mask_to_scan(lesion.layer.fraction_map(anatomy.grid.shape), geometry, low_pass=True) & mask
-                    for lesion in anatomy.lesions]
+    lesion_masks = [sampler.mask_of(lesion.layer.fraction_map(anatomy.grid.shape)) for lesion in anatomy.lesions]
     return ScannedSession(geometry, mask, images, dict(files), lesion_masks)
 
 

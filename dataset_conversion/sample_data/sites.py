@@ -4,6 +4,12 @@ Three pools mirror FOMO25: heterogeneous pretraining sources, the finetuning hos
 already "preprocessed": RAS), and other hospitals for the out-of-domain test split. Each pool has
 fixed templates (so every size and seed contains e.g. a sagittal thick-slice int16 source) and
 seeded continuous parameters.
+
+Diffusion imaging differs between hospitals as it does in reality: clinical DWI is 2D single-shot EPI
+with 3-6 mm slices, and EPI is sensitive to the susceptibility jumps at air-bone interfaces, which
+pile signal up at the inferior frontal lobes (frontal sinus) and the temporal lobes (petrous bone and
+mastoid air cells). Every site has that artifact at some strength; it grows with field strength
+(susceptibility effects scale with B0: 3 T worse than 1.5 T) and with the EPI protocol.
 """
 from __future__ import annotations
 
@@ -36,6 +42,9 @@ class Site:
     pose_mm: float
     origin_mm: tuple[float, float, float]
     seed: int
+    field_strength_t: float = 1.5
+    epi_artifact: float = 0.5  # DWI b1000 susceptibility pile-up at peak, as a fraction above the true signal
+    dwi_slice_mm: float = 5.0  # DWI / ADC acquisition slice thickness (2D EPI), before co-registration
 
     def sequence_scale(self, sequence: str) -> float:
         """Each protocol has its own arbitrary intensity scale per sequence."""
@@ -49,27 +58,28 @@ class Site:
         return asdict(self)
 
 
-# (axcodes, spacing factors per array axis, dtype, oblique degrees)
+# (axcodes, spacing factors per array axis, dtype, oblique degrees, field strength in tesla)
 _TEMPLATES = {
     "pretraining": (
-        ("RAS", (1.0, 1.0, 1.0), "float32", (0, 0, 0)),
-        ("LPS", (1.0, 1.0, 1.0), "int16_scaled", (0, 0, 0)),
-        ("LAS", (1.0, 1.0, 2.5), "uint16", (0, 0, 0)),  # axial 2D, thick slices
-        ("PIR", (1.0, 1.0, 2.2), "int16_offset", (0, 0, 0)),  # sagittal 2D
-        ("RAS", (1.0, 1.0, 1.0), "float32", (9, 0, 4)),  # oblique
-        ("LIP", (1.0, 1.0, 2.0), "uint16", (0, 0, 0)),  # coronal 2D
-        ("LPS", (0.8, 0.8, 0.8), "int16", (0, 6, -3)),
-        ("RPI", (1.2, 1.2, 1.2), "float32", (0, 0, 0)),
+        ("RAS", (1.0, 1.0, 1.0), "float32", (0, 0, 0), 3.0),
+        ("LPS", (1.0, 1.0, 1.0), "int16_scaled", (0, 0, 0), 1.5),
+        ("LAS", (1.0, 1.0, 2.5), "uint16", (0, 0, 0), 1.5),  # axial 2D, thick slices
+        ("PIR", (1.0, 1.0, 2.2), "int16_offset", (0, 0, 0), 3.0),  # sagittal 2D
+        ("RAS", (1.0, 1.0, 1.0), "float32", (9, 0, 4), 3.0),  # oblique
+        ("LIP", (1.0, 1.0, 2.0), "uint16", (0, 0, 0), 1.5),  # coronal 2D
+        ("LPS", (0.8, 0.8, 0.8), "int16", (0, 6, -3), 3.0),
+        ("RPI", (1.2, 1.2, 1.2), "float32", (0, 0, 0), 1.5),
     ),
     "finetune": (
-        ("RAS", (1.0, 1.0, 1.0), "float32", (0, 0, 0)),
-        ("RAS", (1.0, 1.0, 1.0), "uint16", (0, 0, 0)),
-        ("RAS", (1.15, 1.15, 1.15), "float32", (0, 0, 0)),
+        ("RAS", (1.0, 1.0, 1.0), "float32", (0, 0, 0), 3.0),
+        ("RAS", (1.0, 1.0, 1.0), "uint16", (0, 0, 0), 1.5),
+        ("RAS", (1.15, 1.15, 1.15), "float32", (0, 0, 0), 1.5),
     ),
     "test": (
-        ("LPS", (1.0, 1.0, 1.0), "int16_scaled", (5, 0, 0)),
-        ("PIR", (1.0, 1.0, 1.8), "uint16", (0, 0, 0)),
-        ("LAS", (0.9, 0.9, 2.4), "float32", (0, 0, 0)),
+        ("LPS", (1.0, 1.0, 1.0), "int16_scaled", (5, 0, 0), 1.5),
+        ("PIR", (1.0, 1.0, 1.8), "uint16", (0, 0, 0), 3.0),
+        ("LAS", (0.9, 0.9, 2.4), "float32", (0, 0, 0), 1.5),
+        ("RAS", (1.0, 1.0, 1.0), "int16", (0, 0, 0), 3.0),  # a newer 3 T scanner, plain int16 PACS export
     ),
 }
 # per pool: noise fraction range, bias strength range, contrast jitter sd, gain sd, pose deg, pose mm
@@ -77,6 +87,12 @@ _POOL_RANGES = {
     "pretraining": ((0.01, 0.05), (0.0, 0.3), 0.05, 0.05, 4.0, 6.0),
     "finetune": ((0.015, 0.03), (0.0, 0.1), 0.03, 0.03, 0.0, 0.0),
     "test": ((0.03, 0.07), (0.15, 0.4), 0.08, 0.12, 3.0, 5.0),
+}
+# per pool: EPI pile-up strength at 1.5 T (scaled by (B0 / 1.5 T) ** 0.8), DWI slice thickness range (mm)
+_DIFFUSION_RANGES = {
+    "pretraining": ((0.2, 0.6), (3.0, 6.0)),
+    "finetune": ((0.25, 0.5), (4.0, 5.0)),
+    "test": ((0.25, 0.65), (4.0, 6.0)),
 }
 
 
@@ -95,7 +111,8 @@ def build_sites(seed: int) -> dict[str, list[Site]]:
     for pool_index, pool in enumerate(POOLS):
         noise, bias, jitter, gain, pose_deg, pose_mm = _POOL_RANGES[pool]
         pool_sites = []
-        for index, (axcodes, spacing, dtype, oblique) in enumerate(_TEMPLATES[pool]):
+        (artifact_low, artifact_high), slice_range = _DIFFUSION_RANGES[pool]
+        for index, (axcodes, spacing, dtype, oblique, tesla) in enumerate(_TEMPLATES[pool]):
             rng = np.random.default_rng([seed, 3, pool_index, index])
             in_plane = rng.uniform(0.92, 1.08)
             thick = spacing[2] != spacing[0]
@@ -112,6 +129,8 @@ def build_sites(seed: int) -> dict[str, list[Site]]:
                 noise_fraction=round(float(rng.uniform(*noise)), 4), bias_strength=round(float(rng.uniform(*bias)), 4),
                 contrast_jitter_sd=jitter, contrast_gain_sd=gain, pose_deg=pose_deg, pose_mm=pose_mm,
                 origin_mm=(0.0, 0.0, 0.0) if registered else tuple(round(float(v), 2) for v in rng.normal(0, 20, 3)),
-                seed=int(rng.integers(2 ** 31))))
+                seed=int(rng.integers(2 ** 31)), field_strength_t=float(tesla),
+                epi_artifact=round(float(rng.uniform(artifact_low, artifact_high) * (tesla / 1.5) ** 0.8), 4),
+                dwi_slice_mm=round(float(rng.uniform(*slice_range)), 2)))
         sites[pool] = pool_sites
     return sites

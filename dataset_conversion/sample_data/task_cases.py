@@ -4,6 +4,15 @@ Layout written (as the FOMO task folders ship it):
     <split>/task<k>/preprocessed/sub_<id>/ses_1/<sequence>.nii.gz
     finetune: <split>/task<k>/labels/sub_<id>/ses_1/{label.txt|seg.nii.gz}
     test:     <split>/task<k>/labels/sub_<id>/{label.txt|seg.nii.gz}   (like the validation layout)
+
+Task 1 is a stroke-suspected clinical cohort. Positives carry a recent infarct (hyperacute < 6 h,
+acute 6 h - 7 d or subacute 8-21 d: most stroke MRIs are done within the first days) of any size, from
+a faint lacune to a large territorial infarct. Negatives are not healthy: stroke mimics are about a
+quarter to a third of suspected strokes and old lesions shine through on DWI, so many carry a DWI-
+or FLAIR-bright finding that is not an infarct (demyelination, vasogenic oedema, post-ictal change),
+and both classes have old infarcts and lacunes (prior stroke and small-vessel disease are common in
+stroke patients). Every DWI also has its site's susceptibility pile-up. What still separates the
+classes is what a radiologist reads: DWI bright AND ADC low, inside the parenchyma.
 """
 from __future__ import annotations
 
@@ -17,7 +26,8 @@ from dataset_conversion.sample_data.anatomy import Anatomy, build_anatomy
 from dataset_conversion.sample_data.brain import draw_morphology
 from dataset_conversion.sample_data.config import SPLITS, SampleDataConfig
 from dataset_conversion.sample_data.output import write_file
-from dataset_conversion.sample_data.pathology import Pathology, draw_infarcts, draw_lacunes, draw_meningioma
+from dataset_conversion.sample_data.pathology import (Pathology, draw_chronic_infarcts, draw_infarcts, draw_lacunes,
+                                                      draw_meningioma, draw_mimic)
 from dataset_conversion.sample_data.session import ScannedSession, deepest_point_world, scan_session
 from dataset_conversion.sample_data.sites import Site
 from dataset_conversion.sample_data.tissues import AnatomyGrid
@@ -80,11 +90,29 @@ def draw_case_age(plan: TaskCasePlan, rng: np.random.Generator) -> float:
     return round(float(age), 2)
 
 
+# Task 1 findings besides the label: (probability among negatives, among positives)
+# A DWI/FLAIR-bright non-infarct lesion: mimics are 25-30 % of suspected strokes, and a cohort referred for
+# MRI adds chronic lesions that shine through; seizures (the commonest mimic) give the post-ictal kind.
+TASK1_MIMIC = (0.4, 0.15)
+MIMIC_KINDS = (("demyelination", "vasogenic_edema", "postictal"), ((0.45, 0.4, 0.15), (0.5, 0.5, 0.0)))
+TASK1_OLD_INFARCT = (0.15, 0.2)  # about a quarter of stroke patients have had a stroke before
+TASK1_LACUNES = (0.3, 0.35)  # small-vessel disease: silent lacunes in 20-30 % of people of stroke age
+
+
 def draw_case_pathology(plan: TaskCasePlan, rng: np.random.Generator, voxel_mm: float) -> Pathology:
-    lacunes = draw_lacunes(rng, int(rng.integers(1, 3)), voxel_mm) if rng.random() < 0.3 else ()
     if plan.task == 1:
-        count = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if plan.label == 1 else 0
-        return Pathology(infarcts=draw_infarcts(rng, count, voxel_mm), lacunes=lacunes)
+        positive = int(plan.label == 1)
+        count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15])) if positive else 0
+        infarcts = draw_infarcts(rng, count, voxel_mm) if count else ()
+        if rng.random() < TASK1_OLD_INFARCT[positive]:
+            infarcts += draw_chronic_infarcts(rng, 1, voxel_mm)
+        lacunes = draw_lacunes(rng, int(rng.integers(1, 3)), voxel_mm) if rng.random() < TASK1_LACUNES[positive] else ()
+        mimics = ()
+        if rng.random() < TASK1_MIMIC[positive]:
+            kinds, probabilities = MIMIC_KINDS[0], MIMIC_KINDS[1][positive]
+            mimics = (draw_mimic(rng, kinds[int(rng.choice(len(kinds), p=probabilities))], voxel_mm),)
+        return Pathology(infarcts=infarcts, lacunes=lacunes, mimics=mimics)
+    lacunes = draw_lacunes(rng, int(rng.integers(1, 3)), voxel_mm) if rng.random() < 0.3 else ()
     if plan.task == 2:
         return Pathology(lacunes=lacunes, meningioma=draw_meningioma(rng, voxel_mm))
     return Pathology(lacunes=lacunes if rng.random() < 0.3 else ())

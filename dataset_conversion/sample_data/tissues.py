@@ -27,10 +27,11 @@ class Tissue(IntEnum):
     MENINGIOMA = 11
     EDEMA = 12
     MICROBLEED = 13
+    DEMYELINATION = 14  # demyelinating plaque (multiple sclerosis)
 
 
 PARENCHYMA = (Tissue.GREY_MATTER, Tissue.WHITE_MATTER, Tissue.DEEP_GREY, Tissue.IRON, Tissue.WMH, Tissue.VEIN,
-              Tissue.EDEMA, Tissue.MICROBLEED)
+              Tissue.EDEMA, Tissue.MICROBLEED, Tissue.DEMYELINATION)
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,17 @@ class AnatomyGrid:
 
 @dataclass
 class Layer:
-    """One painted structure: flat voxel indices and the share of each voxel it occupies."""
+    """One painted structure: flat voxel indices and the share of each voxel it occupies.
+
+    A layer with `contrast` is a lesion whose signal is a ratio to the tissue it replaces, per sequence
+    (`base`: that tissue per voxel): an infarct's look depends on its stage, not on a fixed table entry.
+    """
 
     tissue: int
     index: np.ndarray
     weight: np.ndarray
+    contrast: dict | None = None  # sequence -> intensity ratio to the tissue underneath (missing: 1)
+    base: np.ndarray | None = None  # uint8 tissue underneath each voxel (layers with `contrast` only)
 
     def volume_mm3(self, voxel_mm: float) -> float:
         return float(self.weight.sum(dtype=np.float64)) * voxel_mm ** 3
@@ -93,8 +100,12 @@ class LayeredVolume:
         self.labels = np.zeros(grid.shape, dtype=np.uint8)  # majority tissue after each layer
         self.layers: list[Layer] = []
 
-    def paint(self, tissue: Tissue, fraction: np.ndarray, box=None, only=None, min_weight: float = 0.02):
-        """Add a layer; `box` says which sub-block `fraction` covers, `only` restricts it to tissues."""
+    def paint(self, tissue: Tissue, fraction: np.ndarray, box=None, only=None, min_weight: float = 0.02,
+              contrast: dict | None = None):
+        """Add a layer; `box` says which sub-block `fraction` covers, `only` restricts it to tissues.
+
+        With `contrast` ({sequence: ratio}) the layer keeps the tissue it covers and scales its signal.
+        """
         box = box if box is not None else (slice(0, None),) * 3
         fraction = np.asarray(fraction, dtype=np.float32)
         if only is not None:
@@ -105,7 +116,9 @@ class LayeredVolume:
         weight = fraction[local]
         offsets = [s.start or 0 for s in box]
         index = np.ravel_multi_index(tuple(axis + offset for axis, offset in zip(local, offsets)), self.grid.shape)
+        base = self.labels.flat[index].copy() if contrast is not None else None
         self.labels.flat[index[weight >= 0.5]] = int(tissue)
-        layer = Layer(int(tissue), index.astype(np.int64), weight.astype(np.float32))
+        layer = Layer(int(tissue), index.astype(np.int64), weight.astype(np.float32),
+                      dict(contrast) if contrast is not None else None, base)
         self.layers.append(layer)
         return layer
