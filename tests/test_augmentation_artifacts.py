@@ -9,6 +9,7 @@ from fomo_nn.augmentation.bias_field import BiasFieldTransform
 from fomo_nn.augmentation.gibbs_ringing import GibbsRingingTransform
 from fomo_nn.augmentation.kspace_spikes import KSpaceSpikeTransform
 from fomo_nn.augmentation.motion_ghosting import MotionGhostingTransform
+from fomo_nn.augmentation.thick_slices import ThickSliceTransform, thick_slice_profile
 
 
 
@@ -152,6 +153,21 @@ def test_spikes_add_energy_at_a_few_kspace_locations_away_from_the_centre():
     assert 0.1 * image.abs().mean() < stripe <= 2 * 0.2 * image.abs().mean() + 1e-4
 
 
+def test_thick_slices_smear_one_axis_only():
+    g = _grid(40)
+    along_x = torch.sin(g[0] * 1.3)  # detail along axis 0 only
+    smeared = thick_slice_profile(along_x, axis=0, thickness=4.0)
+    assert (smeared - along_x).abs().mean() > 0.3  # the 4-voxel slab average removes a 5-voxel period
+    torch.testing.assert_close(thick_slice_profile(along_x, axis=1, thickness=4.0), along_x)  # constant along 1
+    smooth = 1.0 + g[0] / 40  # a linear ramp survives slab averaging and linear interpolation inside
+    torch.testing.assert_close(thick_slice_profile(smooth, 0, 4.0)[4:-4], smooth[4:-4], atol=1e-4, rtol=0)
+    assert torch.equal(thick_slice_profile(along_x, 0, 1.0), along_x)
+    image = _textured(40)
+    out = _run(ThickSliceTransform(thickness=(3.0, 3.0), axes=(2,)), 0, image=image)["image"]
+    assert _high_frequency_fraction(out) < 0.85 * _high_frequency_fraction(image)
+    torch.testing.assert_close(out.mean(), image.mean(), atol=0.02, rtol=0)  # blur, not a brightness change
+
+
 # ---------------------------------------------------------------- shared behaviour
 
 ALL_ARTIFACTS = {
@@ -159,6 +175,7 @@ ALL_ARTIFACTS = {
     "motion_ghosting": MotionGhostingTransform(),
     "gibbs_ringing": GibbsRingingTransform(),
     "kspace_spikes": KSpaceSpikeTransform(),
+    "thick_slices": ThickSliceTransform(),
 }
 
 

@@ -17,7 +17,7 @@ def test_empty_plan_resolves_to_everything_off():
     plan = resolve_augmentation_plan({})
     probabilities = [cfg["p"] for section in ("spatial", "intensity", "artifacts")
                      for cfg in plan[section].values() if isinstance(cfg, dict)]
-    assert len(probabilities) == 4 + 7 + 4
+    assert len(probabilities) == 4 + 7 + 5
     assert all(p == 0 for p in probabilities)
     assert plan["keep_clean_target"] is False
 

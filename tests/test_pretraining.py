@@ -410,3 +410,18 @@ def test_plans_method_settings_reach_the_trainer(data, plans, tmp_path):
     trainer = get_trainer("mae")(load_plans(tmp_path / "plans.json"), data, tmp_path, "all",
                                  TrainerOptions(method={"token_size": 4}))
     assert trainer.method["mask_ratio"] == 0.75 and trainer.method["token_size"] == 4  # --set wins over plans
+
+
+def test_a_trainer_of_another_family_trains_with_its_own_augmentation_preset(tmp_path):
+    from fomo_nn.augmentation.presets import default_augmentation_plan
+
+    data = build_preprocessed(tmp_path, "pretraining", num_cases=8, shape=(32, 32, 32))
+    planned = load_plans(data).replace(augmentation=default_augmentation_plan("pretraining_reconstruction"),
+                                       augmentation_family="pretraining_reconstruction")
+    contrastive = get_trainer("contrastive")(planned, data, tmp_path / "c", "all", TrainerOptions())
+    assert contrastive.plans.augmentation == default_augmentation_plan("pretraining_contrastive")
+    assert contrastive.plans.augmentation_family == "pretraining_contrastive"
+    mae = get_trainer("mae")(planned, data, tmp_path / "m", "all", TrainerOptions())
+    assert mae.plans.augmentation == planned.augmentation  # its own family: the plans' (maybe edited) preset
+    edited = planned.replace(augmentation={}, augmentation_family=None)  # hand-written plans stay as they are
+    assert get_trainer("contrastive")(edited, data, tmp_path / "e", "all", TrainerOptions()).plans.augmentation == {}

@@ -88,7 +88,8 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
         target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
         patch_size=sizing.patch_size, batch_size=sizing.batch_size,
         normalization=[NormalizationPlan() for _ in channels], network=sizing.network,
-        training=default_training_plan(spec.task_type), augmentation=augmentation_preset(family), method={},
+        training=default_training_plan(spec.task_type), augmentation=augmentation_preset(family),
+        augmentation_family=family, method={},
         labels=spec.labels, classes=spec.classes, target=spec.target,
         foreground_oversampling=0.33 if spec.task_type == "segmentation" else 0.0,
         plans_name=options.plans_name, notes=notes)

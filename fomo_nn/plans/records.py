@@ -92,6 +92,9 @@ class Plans:
     network: NetworkPlan
     training: TrainingPlan = field(default_factory=TrainingPlan)
     augmentation: dict = field(default_factory=dict)  # see fomo_nn.augmentation presets
+    # the task family whose preset `augmentation` started from; a trainer of another family (e.g.
+    # contrastive on a corpus planned for reconstruction) trains with its own family's preset
+    augmentation_family: str | None = None
     method: dict = field(default_factory=dict)  # pretraining method or finetuning head settings
     labels: dict[str, int] | None = None
     classes: dict[str, str] | None = None

@@ -81,7 +81,7 @@ class BaseTrainer(ABC):
     def __init__(self, plans: Plans, preprocessed_dir: str | Path, output_dir: str | Path, fold: str,
                  options: TrainerOptions | None = None):
         self.options = options or TrainerOptions()
-        self.plans = self._apply_overrides(plans, self.options)
+        self.plans = self._own_augmentation_family(self._apply_overrides(plans, self.options))
         self.training = self.plans.training
         self.preprocessed_dir = Path(preprocessed_dir)
         self.output_dir = Path(output_dir)
@@ -195,6 +195,23 @@ class BaseTrainer(ABC):
         if options.batch_size is not None:
             changes["batch_size"] = options.batch_size
         return plans.replace(**changes)
+
+    def _own_augmentation_family(self, plans: Plans) -> Plans:
+        """Plans whose augmentation preset was made for another family get this trainer's preset.
+
+        A pretraining corpus is planned once, for one family (reconstruction by default), while its
+        trainers differ: contrastive views need other corruptions than masked reconstruction. Plans
+        without a recorded family (hand-written) and plans of this family are used as they are.
+        """
+        planned = plans.augmentation_family
+        if planned is None or planned == self.augmentation_family:
+            return plans
+        from fomo_nn.planning.family_defaults import augmentation_preset
+
+        print(f"[fomo_nn] {self.name}: plans carry the {planned!r} augmentation preset; training with the "
+              f"{self.augmentation_family!r} preset of this trainer", file=sys.stderr)
+        return plans.replace(augmentation=augmentation_preset(self.augmentation_family),
+                             augmentation_family=self.augmentation_family)
 
     @property
     def steps_per_epoch(self) -> int:
