@@ -42,8 +42,10 @@ def test_head_starts_as_the_scikit_learn_probe_of_the_same_features(task, datase
     data = datasets[task]
     trainer = get_trainer(task)(load_plans(data), data, tmp_path, "0", TrainerOptions(epochs=1))
     trainer.setup()
-    features, targets = trainer.training_features()
-    expected = fit_probe(task, "linear", features.double().numpy(), trainer.probe_targets(targets), trainer.seed)
+    features, targets, cases = trainer.training_features()
+    assert len(np.unique(cases)) == len(trainer.train_cases) and np.all(np.bincount(cases) == 4)
+    expected = fit_probe(task, "linear", features.double().numpy(), trainer.probe_targets(targets), trainer.seed,
+                         groups=cases)
     with torch.no_grad():
         outputs = trainer.network.head(features)
     if task == "regression":
@@ -65,7 +67,7 @@ def test_random_head_init_still_standardises(datasets, tmp_path):
     trainer = get_trainer("regression")(load_plans(data), data, tmp_path, "0",
                                         TrainerOptions(epochs=1, method={"head_init": "random"}))
     trainer.setup()
-    features, _ = trainer.training_features()
+    features, _, _ = trainer.training_features()
     z = trainer.network.head.standardizer(features)
     torch.testing.assert_close(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="head_init"):
@@ -136,3 +138,14 @@ def test_online_probe_logs_a_curve_from_before_the_first_step(datasets, tmp_path
                for r in rows)
     assert rows[1]["probe_Dataset900_Tiny_mae"] != rows[0]["probe_Dataset900_Tiny_mae"]  # training moved the features
     assert (tmp_path / "progress.png").stat().st_size > 0
+
+
+def test_grouped_penalty_choice_does_not_memorise_repeated_patches():
+    rng = np.random.default_rng(1)
+    case_features = rng.normal(size=(20, 30))
+    noise_targets = rng.normal(size=20)  # nothing to learn
+    features = np.repeat(case_features, 4, axis=0) + 0.01 * rng.normal(size=(80, 30))
+    targets, cases = np.repeat(noise_targets, 4), np.repeat(np.arange(20), 4)
+    naive = fit_probe("regression", "linear", features, targets)[-1].alpha_
+    grouped = fit_probe("regression", "linear", features, targets, groups=cases)[-1].alpha_
+    assert grouped > 100 * naive  # leave-one-patch-out sees the patch's siblings and picks no penalty

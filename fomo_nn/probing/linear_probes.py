@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,7 +32,22 @@ def _check(task_type: str, model: str) -> None:
         raise ValueError(f"probe model {model!r} is not one of {PROBE_MODELS}")
 
 
-def make_estimator(task_type: str, model: str, targets: np.ndarray, seed: int = 0):
+def _inner_folds(task_type: str, targets: np.ndarray, groups, seed: int):
+    """Folds that choose the penalty: stratified for classes, and grouped when a case gives several rows
+    (several patches of one scan must not sit on both sides, or the penalty is chosen to memorise)."""
+    if task_type == "classification":
+        minority = int(np.bincount(targets.astype(int)).min())
+        count = max(2, min(MAX_FOLDS, minority))
+        if groups is None:
+            return StratifiedKFold(count, shuffle=True, random_state=seed)
+        return list(StratifiedGroupKFold(count, shuffle=True, random_state=seed).split(targets, targets, groups))
+    if groups is None:
+        return None  # ridge: efficient leave-one-out
+    count = max(2, min(MAX_FOLDS, len(np.unique(groups))))
+    return list(GroupKFold(count).split(targets, targets, groups))
+
+
+def make_estimator(task_type: str, model: str, targets: np.ndarray, seed: int = 0, groups=None):
     """An unfitted scikit-learn pipeline for `targets` (its size sets k and the inner folds)."""
     _check(task_type, model)
     n = len(targets)
@@ -40,22 +55,22 @@ def make_estimator(task_type: str, model: str, targets: np.ndarray, seed: int = 
         k = max(1, min(5, n - 1))
         knn = KNeighborsClassifier if task_type == "classification" else KNeighborsRegressor
         return make_pipeline(StandardScaler(), knn(n_neighbors=k, weights="distance"))
+    folds = _inner_folds(task_type, np.asarray(targets), groups, seed)
     if task_type == "regression":
-        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
-    minority = int(np.bincount(np.asarray(targets, dtype=int)).min())
-    folds = StratifiedKFold(max(2, min(MAX_FOLDS, minority)), shuffle=True, random_state=seed)
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, cv=folds))
     return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=LOGISTIC_C, cv=folds, scoring="neg_log_loss",
                                                                 class_weight="balanced", max_iter=5000))
 
 
-def fit_probe(task_type: str, model: str, features: np.ndarray, targets, seed: int = 0):
+def fit_probe(task_type: str, model: str, features: np.ndarray, targets, seed: int = 0, groups=None):
+    """Fit on (N, D) features; `groups` (N,) names the case of each row when a case gives several rows."""
     targets = np.asarray(targets, dtype=float)
     if task_type == "classification":
         classes = np.unique(targets)
         if len(classes) < 2:
             raise ValueError(f"classification probes need two classes in the training cases, found {classes.tolist()}")
         targets = targets.astype(int)
-    estimator = make_estimator(task_type, model, targets, seed)
+    estimator = make_estimator(task_type, model, targets, seed, None if groups is None else np.asarray(groups))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's announced default changes; ours are set

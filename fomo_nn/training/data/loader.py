@@ -29,11 +29,15 @@ class StepDataset(Dataset):
         entropy = step_seed(self.seed, self.rank, step, self.stream)
         rng = np.random.default_rng(entropy)
         # augmentation libraries draw from the global generators: pin them to this step too
-        global_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-        np.random.seed(global_seed)
-        random.seed(global_seed)
-        torch.manual_seed(global_seed)
+        seed_global_generators(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
         return self.source(rng)
+
+
+def seed_global_generators(seed: int) -> None:
+    """numpy's, Python's and torch's global generators, which augmentation libraries draw from."""
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def make_loader(source, seed: int, rank: int, first_step: int, last_step: int, num_workers: int,
