@@ -1,4 +1,8 @@
-"""Compute budgets of the demo: how big the data, networks and schedules are."""
+"""Compute budgets of the demo: how big the data, networks and schedules are.
+
+Learning rates are chosen per side: the from-scratch baseline has its own (benchmarks/RESULTS.md
+holds the sweep that chose it), pretrained encoders are finetuned probe-first (LP-FT) at theirs.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -13,13 +17,18 @@ class Budget:
     pretrain_epochs: int
     pretrain_iterations: int
     pretrain_lr: float | None  # None: as planned
+    probe_every: int  # epochs between online-probe measurements during pretraining (0: none)
     finetune_epochs: dict  # per task family
     finetune_iterations: int
-    finetune_lr: float | None
+    scratch_lr: float | None  # the from-scratch baseline's learning rate (None: as planned)
+    pretrained_lr: float | None  # finetuning a pretrained encoder (None: as planned)
+    fusion: str  # how task datasets with several sequences meet the single-channel encoder
+    scratch_fusion: str  # the from-scratch baseline's input handling (its own best)
     batch_size: int | None
     num_workers: int
     bootstrap: int
     tta: bool
+    random_probe_seeds: int  # random encoders the probes are read against
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -29,18 +38,24 @@ BUDGETS = {
     # minutes on 2 CPU cores: for the end-to-end test
     "tiny": Budget("tiny", "tiny", ("mae",), ("--base-features", "8", "--max-features", "32", "--max-patch", "32",
                                               "--max-batch-size", "2"),
-                   pretrain_epochs=2, pretrain_iterations=4, pretrain_lr=2e-3,
+                   pretrain_epochs=2, pretrain_iterations=4, pretrain_lr=2e-3, probe_every=1,
                    finetune_epochs={"classification": 2, "segmentation": 2, "regression": 2},
-                   finetune_iterations=4, finetune_lr=1e-3, batch_size=2, num_workers=0, bootstrap=200, tta=False),
-    # the README's first command: about 10 minutes on a 2-core CPU (9 min 12 s measured)
-    "small": Budget("small", "small", ("mae", "hybrid"),
+                   finetune_iterations=4, scratch_lr=1e-3, pretrained_lr=1e-3, fusion="shared_encoder",
+                   scratch_fusion="stem_expansion", batch_size=2, num_workers=0, bootstrap=200, tta=False,
+                   random_probe_seeds=2),
+    # the README's first command: at most 15 minutes on a 2-core CPU
+    "small": Budget("small", "small", ("contrastive", "mae"),
                     ("--base-features", "8", "--max-features", "64", "--max-patch", "48", "--max-batch-size", "4"),
-                    pretrain_epochs=10, pretrain_iterations=20, pretrain_lr=2e-3,
+                    pretrain_epochs=12, pretrain_iterations=30, pretrain_lr=2e-3, probe_every=3,
                     finetune_epochs={"classification": 12, "segmentation": 10, "regression": 12},
-                    finetune_iterations=16, finetune_lr=1e-3, batch_size=None, num_workers=2, bootstrap=2000, tta=False),
+                    finetune_iterations=16, scratch_lr=1e-3, pretrained_lr=1e-4, fusion="shared_encoder",
+                    scratch_fusion="stem_expansion", batch_size=None, num_workers=2, bootstrap=2000, tta=False,
+                    random_probe_seeds=3),
     # what one would run on GPUs with the real FOMO data
     "full": Budget("full", None, ("mae", "contrastive", "hybrid", "vae", "dino"), (),
-                   pretrain_epochs=100, pretrain_iterations=250, pretrain_lr=None,
+                   pretrain_epochs=100, pretrain_iterations=250, pretrain_lr=None, probe_every=10,
                    finetune_epochs={"classification": 100, "segmentation": 200, "regression": 100},
-                   finetune_iterations=250, finetune_lr=None, batch_size=None, num_workers=12, bootstrap=10000, tta=True),
+                   finetune_iterations=250, scratch_lr=None, pretrained_lr=None, fusion="shared_encoder",
+                   scratch_fusion="stem_expansion", batch_size=None, num_workers=12, bootstrap=10000, tta=True,
+                   random_probe_seeds=3),
 }

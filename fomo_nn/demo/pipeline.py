@@ -11,9 +11,11 @@ from pathlib import Path
 
 from fomo_nn.demo.budget import Budget
 from fomo_nn.demo.stages import Stage
+from fomo_nn.utils.files import write_json_atomic, write_text_atomic
 
 PRETRAINING_DATASET = (1, "FOMO60K")
 SCRATCH = "supervised_scratch"
+PROBED_FAMILIES = ("classification", "regression")  # tasks with a pooled head: probes score them
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,22 @@ class DemoPipeline:
     def summary_path(self, task: DemoTask, model: str) -> Path:
         return self.workdir / "results" / model / f"{task.key}_{task.family}.json"
 
+    def probe_path(self, task: DemoTask) -> Path:
+        return self.workdir / "results" / "probes" / f"{task.key}_{task.family}.json"
+
+    def scratch_plans_path(self, task: DemoTask) -> Path:
+        return self.workdir / "plans" / f"{task.key}_{SCRATCH}.json"
+
+    @property
+    def test_sites(self) -> Path | None:
+        """case_id,group CSV of the generated test cases' sites (None for real data: sites unknown)."""
+        path = self.workdir / "sample_data" / "test_sites.csv"
+        return path if path.is_file() else None
+
+    @property
+    def probed_tasks(self) -> list[DemoTask]:
+        return [task for task in TASKS if task.family in PROBED_FAMILIES]
+
     @property
     def report_dir(self) -> Path:
         return self.workdir / "report"
@@ -104,6 +122,7 @@ class DemoPipeline:
                    Stage("plan_pretraining", "plan and preprocess the pretraining corpus", self.plan_pretraining),
                    Stage("plan_tasks", "plan the tasks like the pretrained model, preprocess", self.plan_tasks)]
         stages += [Stage(f"pretrain_{m}", f"pretrain ({m})", lambda m=m: self.pretrain(m)) for m in self.methods]
+        stages.append(Stage("probe", "probe frozen encoders against random ones on held-out sites", self.probe))
         for task in TASKS:
             for model in self.model_names:
                 stages.append(Stage(f"finetune_{task.key}_{model}", f"finetune {task.key} {task.family} ({model})",
@@ -122,6 +141,8 @@ class DemoPipeline:
 
         meta = generate_sample_data(self.workdir / "sample_data", seed=self.seed, size=self.budget.sample_size,
                                     num_workers=2)
+        rows = [f"{case['case_id']},{case['site']}" for task in TASKS for case in meta["test"][task.key]]
+        write_text_atomic(self.workdir / "sample_data" / "test_sites.csv", "case_id,group\n" + "\n".join(rows) + "\n")
         return {"counts": meta.get("counts")}
 
     def convert(self) -> dict:
@@ -146,31 +167,58 @@ class DemoPipeline:
     def plan_tasks(self) -> dict:
         from fomo_nn.cli.plan_and_preprocess import main as plan_and_preprocess
 
+        from fomo_nn.planning.planner import with_fusion
+        from fomo_nn.plans import load_plans, save_plans
+
         pretraining_plans = self.preprocessed(f"Dataset{PRETRAINING_DATASET[0]:03d}_{PRETRAINING_DATASET[1]}")
         for task in TASKS:
             _check(plan_and_preprocess(["-d", str(task.dataset_id), "-np", "2", *self.budget.planner_args,
-                                        "--plans-like", str(pretraining_plans / "plans.json")]),
-                   f"planning {task.key}")
+                                        "--plans-like", str(pretraining_plans / "plans.json"),
+                                        "--fusion", self.budget.fusion]), f"planning {task.key}")
+            # the baseline's own input handling, on the same preprocessed arrays
+            plans = load_plans(self.preprocessed(task.folder))
+            self.scratch_plans_path(task).parent.mkdir(parents=True, exist_ok=True)
+            save_plans(with_fusion(plans, self.budget.scratch_fusion), self.scratch_plans_path(task))
         return {}
 
-    def _train(self, dataset: str, trainer: str | None, output: Path, epochs: int, **extra) -> Path:
+    def _train(self, dataset: str, trainer: str | None, output: Path, epochs: int, plans_path: Path | None = None,
+               **extra) -> Path:
         from fomo_nn.training.run import train
 
-        return train(dataset, "all", trainer=trainer, output=str(output), device=self.device, epochs=epochs,
+        return train(dataset, "all", trainer=trainer, plans_path=str(plans_path) if plans_path else None,
+                     output=str(output), device=self.device, epochs=epochs,
                      iterations_per_epoch=extra.pop("iterations"), num_workers=self.budget.num_workers,
                      batch_size=self.budget.batch_size, seed=self.seed, continue_training=True, **extra)
 
     def pretrain(self, method: str) -> dict:
         output = self.pretraining_checkpoint(method).parent
+        probes = [str(task.dataset_id) for task in self.probed_tasks] if self.budget.probe_every else []
         self._train(str(PRETRAINING_DATASET[0]), method, output, self.budget.pretrain_epochs,
-                    iterations=self.budget.pretrain_iterations, learning_rate=self.budget.pretrain_lr)
+                    iterations=self.budget.pretrain_iterations, learning_rate=self.budget.pretrain_lr,
+                    probe_datasets=probes, probe_every=max(1, self.budget.probe_every))
         return {"checkpoint": str(self.pretraining_checkpoint(method))}
 
+    def probe(self) -> dict:
+        from fomo_nn.probing.runner import ProbeRequest, run_probes
+
+        encoders = {f"random:{seed}": f"random:{seed}" for seed in range(self.budget.random_probe_seeds)}
+        encoders.update({f"pretrained_{m}": str(self.pretraining_checkpoint(m)) for m in self.methods})
+        for task in self.probed_tasks:
+            result = run_probes(ProbeRequest(dataset=str(task.dataset_id), encoders=encoders, seed=self.seed,
+                                             groups=str(self.test_sites) if self.test_sites else None,
+                                             device="cuda" if self.device == "cuda" else "cpu"))
+            write_json_atomic(self.probe_path(task), result)
+        return {"probes": [str(self.probe_path(task)) for task in self.probed_tasks]}
+
     def finetune(self, task: DemoTask, model: str) -> dict:
-        pretrained = None if model == SCRATCH else str(self.pretraining_checkpoint(model.removeprefix("pretrained_")))
+        """Same steps for both sides; each with its own learning rate and input handling."""
+        scratch = model == SCRATCH
+        pretrained = None if scratch else str(self.pretraining_checkpoint(model.removeprefix("pretrained_")))
         output = self.model_dir(task, model) / "fold_all"
         self._train(str(task.dataset_id), None, output, self.budget.finetune_epochs[task.family],
-                    iterations=self.budget.finetune_iterations, learning_rate=self.budget.finetune_lr,
+                    plans_path=self.scratch_plans_path(task) if scratch else None,
+                    iterations=self.budget.finetune_iterations,
+                    learning_rate=self.budget.scratch_lr if scratch else self.budget.pretrained_lr,
                     pretrained=pretrained)
         return {"model": str(self.model_dir(task, model))}
 

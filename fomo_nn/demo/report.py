@@ -5,6 +5,8 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 from fomo_nn.utils.files import write_text_atomic
 
 COLUMNS = [("auroc", "AUROC", True), ("dice", "Dice", True), ("nsd", "NSD", True), ("pearson_r", "Pearson r", True),
@@ -68,6 +70,7 @@ def write_report(pipeline) -> Path:
               "permutation tests).", "", "## Did pretraining beat the from-scratch baseline?", ""]
     for task in _tasks(pipeline):
         lines.append(f"- **{task.key} ({task.family})**: {task_verdict(rows, task.family, pipeline.model_names[0], tests)}")
+    lines += probe_section(pipeline)
     lines += ["", "These numbers come from synthetic sample data and a small compute budget: they show the "
               "pipeline answering the question, not the answer for real clinical data. Run with "
               "`--budget full` on FOMO60K and the FOMO task folders for that.", "", "## Plots", ""]
@@ -81,6 +84,71 @@ def write_report(pipeline) -> Path:
     for marker in sorted(markers, key=lambda p: p.stat().st_mtime):
         lines.append(f"| {marker.stem} | {json.loads(marker.read_text())['seconds']:.0f} |")
     return write_text_atomic(pipeline.workdir / "REPORT.md", "\n".join(lines) + "\n")
+
+
+PROBE_METRIC = {"classification": ("auroc", True), "regression": ("mae", False)}
+
+
+def _probe_cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def probe_table(result: dict) -> list[str]:
+    """Markdown rows: random encoders (mean ± SD over seeds) and each pretrained encoder, per split."""
+    metric, _ = PROBE_METRIC[result["task_type"]]
+    rows = [r for r in result["rows"] if r["model"] == "linear"]
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault("random encoders" if row["encoder"].startswith("random:") else row["encoder"], []).append(row)
+    header = ["encoder", *(f"{split} {metric}" for split in splits)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, members in groups.items():
+        cells = [_probe_cell([r[metric] for r in members if r["split"] == split and metric in r]) for split in splits]
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return lines
+
+
+def probe_references(results: list[dict]) -> dict[str, float]:
+    """The random encoders' mean in-domain probe value under the online probe's log keys."""
+    references = {}
+    for result in results:
+        for metric in ("auroc", "mae", "pearson_r"):
+            values = [r[metric] for r in result["rows"] if r["encoder"].startswith("random:") and r["split"] == "cv"
+                      and r["model"] == "linear" and metric in r]
+            if values:
+                references[f"probe_{result['dataset']}_{metric}"] = float(np.mean(values))
+    return references
+
+
+def probe_section(pipeline) -> list[str]:
+    """Frozen-feature probes (tables) and the online probe curves of every pretraining run (a plot)."""
+    from fomo_nn.probing.plots import plot_probe_curves, read_probe_curve
+
+    results = [json.loads(pipeline.probe_path(t).read_text()) for t in pipeline.probed_tasks
+               if pipeline.probe_path(t).is_file()]
+    if not results:
+        return []
+    lines = ["", "## Frozen-feature probes", "",
+             "Linear probes (logistic / ridge, penalty chosen inside the training cases) on the pooled features of "
+             "frozen encoders, fitted on the finetuning cases: `cv` is 5-fold cross-validation in domain, `test` the "
+             "held-out sites (overall and per site). Random encoders are the planned network untrained, "
+             f"{pipeline.budget.random_probe_seeds} seeds (mean ± SD)."]
+    for task, result in zip(pipeline.probed_tasks, results):
+        metric, higher = PROBE_METRIC[result["task_type"]]
+        lines += ["", f"### {task.key} ({task.family}, {metric}, {'higher' if higher else 'lower'} is better)", "",
+                  *probe_table(result)]
+    curves = {m: read_probe_curve(pipeline.pretraining_checkpoint(m).parent / "online_probe.jsonl")
+              for m in pipeline.methods}
+    figure = plot_probe_curves(curves, pipeline.report_dir / "probe_curves.png", probe_references(results))
+    if figure is not None:
+        lines += ["", "### Online probe during pretraining (in-domain cross-validation; dashed: random encoders)", "",
+                  "![probe curves](report/probe_curves.png)"]
+    return lines
 
 
 def _tasks(pipeline):

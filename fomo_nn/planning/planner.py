@@ -1,6 +1,7 @@
 """From a dataset fingerprint to plans.json: every decision made here, with its reason in notes."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,12 +46,25 @@ def input_handling(spec: DatasetSpec, fusion: str) -> tuple[list[str], int, str,
     """(channel names, encoder input channels, fusion, encoder passes per sample)."""
     if spec.task_type == "pretraining":
         return spec.channels[:1], 1, "none", 1
-    channels = spec.channels
-    if len(channels) == 1 or fusion == "none":
-        return channels, len(channels), "none", 1
+    return (spec.channels, *channel_handling(len(spec.channels), fusion))
+
+
+def channel_handling(channels: int, fusion: str) -> tuple[int, str, int]:
+    """(encoder input channels, fusion, encoder passes per sample) for `channels` input sequences."""
+    if fusion not in FUSION_MODES:
+        raise ValueError(f"fusion {fusion!r} is not one of {FUSION_MODES}")
+    if channels == 1 or fusion == "none":
+        return channels, "none", 1
     if fusion == "shared_encoder":
-        return channels, 1, fusion, len(channels)
-    return channels, len(channels), fusion, 1
+        return 1, fusion, channels
+    return channels, fusion, 1
+
+
+def with_fusion(plans: Plans, fusion: str) -> Plans:
+    """The same plans with another input handling of their sequences (e.g. for a from-scratch
+    baseline that learns its stem, where a pretrained encoder runs once per sequence)."""
+    input_channels, fusion, _ = channel_handling(plans.num_input_channels, fusion)
+    return plans.replace(network=dataclasses.replace(plans.network, input_channels=input_channels, fusion=fusion))
 
 
 def output_channels(spec: DatasetSpec) -> int:
