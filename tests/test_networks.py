@@ -256,13 +256,27 @@ def test_vae_and_mae_encoders_are_interchangeable():
 def test_shared_encoder_differs_in_parameters_not_in_output_shapes():
     x = volume(channels=3)
     pooled = 8 + 16 + 32  # pooled features of the three stages of one encoder pass
-    # the stem sees 3 channels instead of 1; segmentation fuses with a 3-stage x 3-sequence weight table,
-    # the pooled head keeps 3 sequences apart: its Linear layer (2 classes) is 3 times wider
-    extra_shared = {"segmentation": 9, "classification": 2 * pooled * 2}
+    # the stem sees 3 channels instead of 1; segmentation fuses every stage with a 1x1x1 convolution of the
+    # 3 sequences' features (3F -> F, with bias), the pooled head keeps 3 sequences apart: its Linear layer
+    # (2 classes) is 3 times wider
+    mixers = sum(3 * f * f + f for f in (8, 16, 32))
+    extra_shared = {"segmentation": mixers, "classification": 2 * pooled * 2}
     for task in ("segmentation", "classification"):
         expanded, shared = finetuning(task, "stem_expansion"), finetuning(task, "shared_encoder")
         assert count_parameters(expanded) - count_parameters(shared) == 2 * 8 * 27 - extra_shared[task]
         assert expanded(x).shape == shared(x).shape
+
+
+def test_conv_fusion_starts_as_the_mean_and_mixes_sequences():
+    features = [torch.randn(6, 4, 2, 2, 2)]
+    fusion = SequenceFusion(3, 1, "conv", [4])
+    torch.testing.assert_close(fusion(features)[0], features[0].view(2, 3, 4, 2, 2, 2).mean(1))
+    with torch.no_grad():
+        fusion.mixers[0].weight.zero_()
+        fusion.mixers[0].weight[0, 2 * 4 + 1] = 1.0  # output channel 0 reads channel 1 of sequence 2
+    torch.testing.assert_close(fusion(features)[0][:, 0], features[0].view(2, 3, 4, 2, 2, 2)[:, 2, 1])
+    with pytest.raises(ValueError, match="channel count"):
+        SequenceFusion(3, 2, "conv")
 
 
 def test_sequence_fusion_weights():

@@ -35,7 +35,8 @@ class EncoderModel(nn.Module):
             self.encoder = build_encoder(network, 1)
             # "concat" keeps every sequence's features apart (pooled heads concatenate them)
             self.fusion = (None if fusion_weighting == "concat"
-                           else SequenceFusion(self.in_channels, network.num_stages, fusion_weighting))
+                           else SequenceFusion(self.in_channels, network.num_stages, fusion_weighting,
+                                               list(self.encoder.output_channels)))
         else:
             self.encoder = build_encoder(network, self.in_channels)
             self.fusion = None
@@ -68,5 +69,5 @@ class EncoderModel(nn.Module):
             return features
         if self.fusion is None:
             raise ValueError(f"{type(self).__name__}: fusion weighting 'concat' keeps sequences apart and has no "
-                             "fused stage features; use 'learned' or 'mean'")
+                             "fused stage features; use 'conv', 'learned' or 'mean'")
         return self.fusion(features)

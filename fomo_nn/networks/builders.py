@@ -48,7 +48,7 @@ def build_finetuning_network(plans: Plans, **overrides) -> nn.Module:
                                   "'stem_expansion' or 'shared_encoder', or input_channels to the channel count")
     weighting = settings.get("fusion_weighting")
     if plans.task_type == "segmentation":
-        common = {"fusion": net.fusion, "fusion_weighting": weighting or "learned"}
+        common = {"fusion": net.fusion, "fusion_weighting": weighting or "conv"}
         if not plans.labels or len(plans.labels) < 2:
             raise _plans_error(plans, f"segmentation needs labels with background and >= 1 foreground, got {plans.labels}")
         return SegmentationNet(net, channels, len(plans.labels),

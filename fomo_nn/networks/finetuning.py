@@ -18,10 +18,10 @@ class SegmentationNet(EncoderModel):
     """
 
     def __init__(self, network, in_channels: int, num_classes: int, fusion: str | None = None,
-                 fusion_weighting: str = "learned", deep_supervision: bool = False):
+                 fusion_weighting: str = "conv", deep_supervision: bool = False):
         if fusion_weighting == "concat":
             raise ValueError("fusion weighting 'concat' is for pooled heads; a decoder needs fused stage features "
-                             "('learned' or 'mean')")
+                             "('conv', 'learned' or 'mean')")
         super().__init__(network, in_channels, fusion, fusion_weighting)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
