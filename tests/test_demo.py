@@ -29,7 +29,7 @@ def _report_table(report: str) -> dict[str, dict[str, float]]:
 
 
 def test_every_stage_leaves_its_outputs(finished_demo):
-    pipeline = DemoPipeline(finished_demo, BUDGETS["tiny"], ("mae",))
+    pipeline = DemoPipeline(finished_demo, BUDGETS["tiny"])
     assert (finished_demo / "sample_data" / "fomo60k").is_dir()
     assert (pipeline.raw("Dataset001_FOMO60K") / "manifest.json").is_file()
     assert (pipeline.preprocessed("Dataset001_FOMO60K") / "plans.json").is_file()
@@ -43,14 +43,28 @@ def test_every_stage_leaves_its_outputs(finished_demo):
             predictions = list(pipeline.predictions_dir(task, model).iterdir())
             assert predictions, f"no predictions for {task.key} {model}"
             assert pipeline.summary_path(task, model).is_file()
+    for task in pipeline.probed_tasks:  # frozen random and pretrained encoders probed on the held-out sites
+        result = json.loads(pipeline.probe_path(task).read_text())
+        encoders = {row["encoder"] for row in result["rows"]}
+        assert encoders == {"random:0", "random:1", "pretrained_mae"}
+        assert {row["split"] for row in result["rows"]} >= {"cv", "test"}
+        assert any(row["split"].startswith("test:test_") for row in result["rows"])  # per site
+    curve = [json.loads(line) for line in
+             (pipeline.pretraining_checkpoint("mae").parent / "online_probe.jsonl").read_text().splitlines()]
+    assert [row["epochs_done"] for row in curve] == [0, 1, 2]
+    assert pipeline.model_names == ["supervised_scratch", "pretrained"]
+    scratch = json.loads((pipeline.model_dir(TASKS[0], "supervised_scratch") / "plans.json").read_text())
+    pretrained = json.loads((pipeline.model_dir(TASKS[0], "pretrained") / "plans.json").read_text())
+    assert scratch["network"]["fusion"] == "stem_expansion" and pretrained["network"]["fusion"] == "shared_encoder"
     for name in ("leaderboard.md", "leaderboard.csv", "roc_curves.png", "dice_per_case.png", "age_scatter.png",
-                 "bootstrap_ranks.png"):
+                 "bootstrap_ranks.png", "probe_curves.png"):
         assert (pipeline.report_dir / name).is_file(), name
     assert (finished_demo / "REPORT.md").is_file()
+    assert "## Frozen-feature probes" in (finished_demo / "REPORT.md").read_text()
 
 
 def test_report_numbers_equal_a_fresh_evaluation(finished_demo, tmp_path):
-    pipeline = DemoPipeline(finished_demo, BUDGETS["tiny"], ("mae",))
+    pipeline = DemoPipeline(finished_demo, BUDGETS["tiny"])
     table = _report_table((finished_demo / "REPORT.md").read_text())
     assert set(table) == set(pipeline.model_names)
     for task in TASKS:

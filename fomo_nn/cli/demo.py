@@ -12,9 +12,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fomo_nn_demo", description=__doc__)
     parser.add_argument("--workdir", default="fomo_nn_demo", help="where every stage's output stays (default ./fomo_nn_demo)")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="small",
-                        help="tiny: minutes (tests); small: ~10 min on 2 CPU cores (default); full: GPUs, real data")
-    parser.add_argument("--methods", help="comma-separated pretraining methods (mae, contrastive, hybrid, vae, dino); "
-                                          "default depends on the budget")
+                        help="tiny: minutes (tests); small: <= 15 min on 2 CPU cores (default); full: GPUs, real data")
+    parser.add_argument("--methods", help="comma-separated pretraining methods (mae, contrastive, hybrid, vae, dino), "
+                                          "each finetuned on every task; default: each task family's method of the "
+                                          "budget (one model 'pretrained')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     real = parser.add_argument_group("real data (required with --budget full)")
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     from fomo_nn.demo.stages import StageRunner
 
     budget = BUDGETS[args.budget]
-    methods = tuple(m.strip().lower() for m in args.methods.split(",")) if args.methods else budget.methods
+    methods = tuple(m.strip().lower() for m in args.methods.split(",")) if args.methods else None
     sources = None
     if budget.sample_size is None:
         needed = ["fomo60k"] + [f"task{n}" for n in (1, 2, 3)] + [f"test_task{n}" for n in (1, 2, 3)]
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
         sources = DataSources(args.fomo60k, {f"task{n}": getattr(args, f"task{n}") for n in (1, 2, 3)},
                               {f"task{n}": getattr(args, f"test_task{n}") for n in (1, 2, 3)})
     pipeline = DemoPipeline(Path(args.workdir), budget, methods, seed=args.seed, sources=sources, device=args.device)
-    config = {"budget": budget.to_json(), "methods": list(methods), "seed": args.seed}
+    config = {"budget": budget.to_json(), "methods": list(pipeline.methods) if methods else "family defaults",
+              "seed": args.seed}
     try:
         StageRunner(pipeline.workdir, pipeline.stages(), config).run()
     except (RuntimeError, ValueError, FileNotFoundError) as error:

@@ -15,6 +15,7 @@ from fomo_nn.utils.files import write_json_atomic, write_text_atomic
 
 PRETRAINING_DATASET = (1, "FOMO60K")
 SCRATCH = "supervised_scratch"
+PRETRAINED = "pretrained"  # with family defaults: each task finetunes its family's pretraining method
 PROBED_FAMILIES = ("classification", "regression")  # tasks with a pooled head: probes score them
 
 
@@ -58,11 +59,15 @@ def _check(code: int, what: str) -> None:
 
 
 class DemoPipeline:
-    def __init__(self, workdir: Path, budget: Budget, methods: tuple[str, ...], seed: int = 0,
+    def __init__(self, workdir: Path, budget: Budget, methods: tuple[str, ...] | None = None, seed: int = 0,
                  sources: DataSources | None = None, device: str = "auto"):
+        """`methods`: every task finetunes every one of them; None: each task its family's default
+        (budget.family_methods), reported as one model `pretrained`."""
         self.workdir = Path(workdir).resolve()
         self.budget = budget
-        self.methods = methods
+        self.family_defaults = methods is None
+        self.methods = (tuple(dict.fromkeys(budget.family_methods[t.family] for t in TASKS)) if methods is None
+                        else tuple(methods))
         self.seed = seed
         self.device = device
         self.sources = sources or DataSources.generated(self.workdir / "sample_data")
@@ -73,7 +78,17 @@ class DemoPipeline:
     # ------------------------------------------------------------------ locations
     @property
     def model_names(self) -> list[str]:
+        if self.family_defaults:
+            return [SCRATCH, PRETRAINED]
         return [SCRATCH] + [f"pretrained_{m}" for m in self.methods]
+
+    def method_of(self, task: DemoTask, model: str) -> str | None:
+        """The pretraining method behind a model on a task (None for the baseline)."""
+        if model == SCRATCH:
+            return None
+        if model == PRETRAINED:
+            return self.budget.family_methods[task.family]
+        return model.removeprefix("pretrained_")
 
     def raw(self, folder: str) -> Path:
         return self.workdir / "fomo_nn_raw" / folder
@@ -213,12 +228,12 @@ class DemoPipeline:
     def finetune(self, task: DemoTask, model: str) -> dict:
         """Same steps for both sides; each with its own learning rate and input handling."""
         scratch = model == SCRATCH
-        pretrained = None if scratch else str(self.pretraining_checkpoint(model.removeprefix("pretrained_")))
+        pretrained = None if scratch else str(self.pretraining_checkpoint(self.method_of(task, model)))
         output = self.model_dir(task, model) / "fold_all"
         self._train(str(task.dataset_id), None, output, self.budget.finetune_epochs[task.family],
                     plans_path=self.scratch_plans_path(task) if scratch else None,
                     iterations=self.budget.finetune_iterations,
-                    learning_rate=self.budget.scratch_lr if scratch else self.budget.pretrained_lr,
+                    training=dict((self.budget.scratch_recipe if scratch else self.budget.pretrained_recipe)[task.family]),
                     pretrained=pretrained)
         return {"model": str(self.model_dir(task, model))}
 

@@ -56,7 +56,9 @@ def write_report(pipeline) -> Path:
     rows = _read_csv(report_dir / "leaderboard.csv")
     tests = _read_csv(report_dir / "pairwise_tests.csv") if (report_dir / "pairwise_tests.csv").is_file() else []
     lines = ["# fomo_nn demo: does self-supervised pretraining beat supervised training out of domain?", "",
-             f"Budget `{pipeline.budget.name}`, pretraining methods {', '.join(pipeline.methods)}, seed {pipeline.seed}. "
+             f"Budget `{pipeline.budget.name}`, pretraining methods {', '.join(pipeline.methods)}"
+             + (" (`pretrained`: " + ", ".join(f"{t.key} from {pipeline.method_of(t, 'pretrained')}" for t in _tasks(pipeline))
+                + ")" if pipeline.family_defaults else "") + f", seed {pipeline.seed}. "
              "Every model was finetuned on the finetuning split and evaluated on test sites the finetuning data "
              "never came from (other scanners, orientations, spacings, intensity scales).", "",
              "## Leaderboard (FOMO25 columns)", "",
