@@ -53,7 +53,7 @@ BUDGETS = {
     "small": Budget("small", "small",
                     {"classification": "contrastive", "segmentation": "mae", "regression": "contrastive"},
                     ("--base-features", "8", "--max-features", "64", "--max-patch", "48", "--max-batch-size", "4"),
-                    pretrain_epochs=10, pretrain_iterations=30, pretrain_lr=2e-3, probe_every=5,
+                    pretrain_epochs=9, pretrain_iterations=30, pretrain_lr=2e-3, probe_every=3,
                     finetune_epochs={"classification": 12, "segmentation": 10, "regression": 12},
                     finetune_iterations=16,
                     scratch_recipe={"classification": {"learning_rate": 3e-3}, "segmentation": {"learning_rate": 3e-3},

@@ -261,6 +261,8 @@ class BaseTrainer(ABC):
             self.optimizer, lambda s: lr_multiplier(self.training.schedule, s, self.total_steps, warmup))
         if self.dist.is_main:
             self.log = ProgressLog(self.output_dir)
+            if not self.options.continue_training:
+                self.log.truncate_after(0)  # a new run: an earlier run's epochs in this folder are not its own
             # the model folder carries its own plans: inference reads them instead of re-deriving
             write_json_atomic(self.output_dir.parent / "plans.json", self.plans.to_json())
         if self.options.continue_training:
