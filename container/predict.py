@@ -1,36 +1,55 @@
 """/app/predict.py: the FOMO25 container entry point (one case per call).
 
-The validator runs, for example (task 2):
-    python /app/predict.py --flair /input/ses_1/flair.nii.gz --dwi_b1000 /input/ses_1/dwi_b1000.nii.gz \
+The validator (fomo25/container-validator main.py) runs, for example (task 2):
+    apptainer exec --nv --bind SUBJECT:/input:ro --bind OUT:/output IMAGE python /app/predict.py \
+        --dwi_b1000 /input/ses_1/dwi_b1000.nii.gz --flair /input/ses_1/flair.nii.gz \
         --swi /input/ses_1/swi.nii.gz --output /output/sub_1.nii.gz
-A container holds one trained model folder at /app/model (all its folds are ensembled); the task is
-the one that model answers (classification -> 1, segmentation -> 2, regression -> 3) unless `--task`
-or $FOMO_NN_TASK says otherwise. $FOMO_NN_MODEL points elsewhere than /app/model (used when the
-checker runs this file directly, without an image). Everything else is fomo_nn's challenge mode,
-the same code path as `fomo_nn_predict --task ...`.
+It passes every sequence it finds (a session with SWI and T2* gets `--swi` and `--t2s`).
+Everything this script uses lies beside it, so the host's environment (which Apptainer passes in:
+the validator uses no --cleanenv / --containall) cannot redirect it:
+- `model/`: the packed model folder (all its folds are ensembled); the task is the one that model
+  answers (classification -> 1, segmentation -> 2, regression -> 3) unless `--task` is given;
+- `predict.args` (optional): options baked in at build time (e.g. `--empty-mask=top-voxel`), read
+  before the validator's arguments.
+Everything else is fomo_nn's challenge mode, the same code path as `fomo_nn_predict --task ...`.
 """
 from __future__ import annotations
 
-import os
+import shlex
 import sys
+from pathlib import Path
 
-DEFAULT_MODEL_DIR = "/app/model"
+APP_DIR = Path(__file__).resolve().parent
+MODEL_DIR = APP_DIR / "model"
+OPTIONS_FILE = APP_DIR / "predict.args"
 
 
 def main(argv=None) -> int:
-    from fomo_nn.inference.challenge import main as challenge_main, task_of_model
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    model_dir = os.environ.get("FOMO_NN_MODEL", DEFAULT_MODEL_DIR)
+    try:
+        baked = shlex.split(OPTIONS_FILE.read_text()) if OPTIONS_FILE.is_file() else []
+    except ValueError as error:
+        print(f"predict.py: error: {OPTIONS_FILE} is not a valid option line: {error}", file=sys.stderr)
+        return 1
+    from fomo_nn.inference.challenge import SEQUENCES, TASKS, main as challenge_main, task_of_model
+
+    argv = [*baked, *argv]
     if not any(a == "--task" or a.startswith("--task=") for a in argv):
         try:
-            task = os.environ.get("FOMO_NN_TASK") or str(task_of_model(model_dir))
+            task = task_of_model(MODEL_DIR)
         except Exception as error:  # no model baked in, unreadable plans: say so instead of a traceback
-            print(f"predict.py: error: cannot tell which task the model at {model_dir} answers: {error}",
+            print(f"predict.py: error: cannot tell which task the model at {MODEL_DIR} answers: {error}",
                   file=sys.stderr)
             return 1
-        argv = ["--task", task, *argv]
-    return challenge_main(argv, default_model_dir=model_dir, prog="predict.py")
+        given = [a[2:].split("=")[0] for a in argv if a.startswith("--") and a[2:].split("=")[0] in SEQUENCES]
+        foreign = [f"--{s}" for s in given if s not in TASKS[task]["required"] + TASKS[task]["one_of"]]
+        if foreign:
+            print(f"predict.py: error: the model at {MODEL_DIR} answers FOMO25 task {task} "
+                  f"({TASKS[task]['task_type']}), which does not take {', '.join(foreign)}: "
+                  f"this image is for task {task}", file=sys.stderr)
+            return 2
+        argv = ["--task", str(task), *argv]
+    return challenge_main(argv, default_model_dir=str(MODEL_DIR), prog="predict.py")
 
 
 if __name__ == "__main__":

@@ -1,61 +1,95 @@
 """FOMO25 challenge mode: the container interface, one case per call.
 
 `fomo_nn_predict --task {1,2,3} -m MODEL_DIR --<sequence> FILE ... --output OUT` takes exactly the
-arguments the FOMO25 validator passed to `/app/predict.py` and writes exactly what it expected:
-- task 1 (infarct, classification): `--flair --adc --dwi_b1000` and one of `--swi`/`--t2s`;
+arguments the FOMO25 validator (fomo25/container-validator) passes to `/app/predict.py` and writes
+what it checks:
+- task 1 (infarct, classification): `--flair --adc --dwi_b1000` and `--swi` and/or `--t2s`;
   OUT is a .txt holding one float, the probability of infarct;
-- task 2 (meningioma, segmentation): `--flair --dwi_b1000` and one of `--swi`/`--t2s`; OUT is a
-  NIfTI mask in the FLAIR's geometry (shape, affine, header), values exactly {0, 1};
+- task 2 (meningioma, segmentation): `--flair --dwi_b1000` and `--swi` and/or `--t2s`; OUT is a
+  NIfTI mask in the FLAIR's geometry (shape, affine, header), values in {0, 1};
 - task 3 (brain age, regression): `--t1 --t2`; OUT is a .txt holding one float, the age in years.
+The validator passes every sequence it finds, so a session holding both SWI and T2* arrives with
+both flags: the model's channels decide which is read (a merged `swi_or_t2s` channel takes SWI,
+the rule its training data were converted with) and one log line says which.
 It runs the same code as `fomo_nn_predict -i`: the same reading, preprocessing, fold ensemble and export.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from fomo_nn.inference.export import CaseOutputs
+import numpy as np
+
+from fomo_nn.inference.export import CaseOutputs, label_values
 from fomo_nn.inference.inputs import InferenceCase, channel_candidates
 from fomo_nn.inference.model_folder import CHECKPOINT_CHOICES, choose_device, load_ensemble
 from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
 from fomo_nn.io import BadInputError
 from fomo_nn.plans import load_plans
+from fomo_nn.utils.files import write_atomically
 
 SEQUENCES = ("flair", "adc", "dwi_b1000", "swi", "t2s", "t1", "t2")
-EITHER_SWI_OR_T2S = ("swi", "t2s")
+SWI_AND_OR_T2S = ("swi", "t2s")
 TASKS = {
-    1: {"required": ("flair", "adc", "dwi_b1000"), "one_of": EITHER_SWI_OR_T2S, "task_type": "classification",
+    1: {"required": ("flair", "adc", "dwi_b1000"), "one_of": SWI_AND_OR_T2S, "task_type": "classification",
         "endings": (".txt",), "output": "a .txt with the probability of infarct"},
-    2: {"required": ("flair", "dwi_b1000"), "one_of": EITHER_SWI_OR_T2S, "task_type": "segmentation",
+    2: {"required": ("flair", "dwi_b1000"), "one_of": SWI_AND_OR_T2S, "task_type": "segmentation",
         "endings": (".nii.gz", ".nii"), "output": "a NIfTI mask (.nii.gz) in the FLAIR's geometry"},
     3: {"required": ("t1", "t2"), "one_of": (), "task_type": "regression",
         "endings": (".txt",), "output": "a .txt with the predicted age"},
 }
+EMPTY_MASK_CHOICES = ("keep", "top-voxel")
+VALIDATOR_MASK_RULE = ("the FOMO25 validator (fomo25/container-validator main.py) rejects a mask unless "
+                       "np.unique(mask) is exactly [0, 1]")
 
 
 def build_parser(prog: str = "fomo_nn_predict", model_required: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="FOMO25 challenge mode: predict one case with the container interface "
-                               "(task 1: --flair --adc --dwi_b1000 --swi|--t2s; task 2: --flair --dwi_b1000 "
-                               "--swi|--t2s; task 3: --t1 --t2).")
+                               "(task 1: --flair --adc --dwi_b1000 --swi and/or --t2s; task 2: --flair "
+                               "--dwi_b1000 --swi and/or --t2s; task 3: --t1 --t2).")
     parser.add_argument("--task", type=int, choices=sorted(TASKS), required=True, help="FOMO25 task number")
     parser.add_argument("-m", "--model", dest="model_dir", required=model_required,
                         help="model folder <trainer>__<plans>__<configuration> (all its folds are ensembled)")
     for sequence in SEQUENCES:
         parser.add_argument(f"--{sequence}", metavar="FILE", help=f"{sequence} image (NIfTI)")
-    parser.add_argument("--output", required=True, help="output file: .txt (tasks 1, 3) or .nii.gz (task 2)")
+    parser.add_argument("--output", required=True, help="output file: .txt (tasks 1, 3) or .nii.gz (task 2); "
+                                                        "never one of the inputs")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_CHOICES, default="final")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="mirroring test-time augmentation (default: on for task 2 only)")
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    parser.add_argument("--empty-mask", choices=EMPTY_MASK_CHOICES, default="keep",
+                        help="task 2, when no voxel is predicted foreground: keep the empty mask (default; "
+                             "logged as a warning, since the FOMO25 validator rejects an all-zero mask) or "
+                             "top-voxel: label the one voxel most likely foreground, so the mask passes that "
+                             "check (costs a correct empty answer on a case without a lesion)")
     return parser
 
 
+def output_conflict(files: dict[str, str], output: str | Path) -> str | None:
+    """Why `output` must not be written (it is, or resolves to, one of the inputs, or a folder), else None."""
+    output = Path(output)
+    if output.is_dir():
+        return f"--output {output} is a folder; it must name the file to write"
+    for sequence, path in files.items():
+        same = os.path.realpath(output) == os.path.realpath(path)
+        if not same and output.exists() and Path(path).exists():
+            same = os.path.samefile(output, path)  # hard links
+        if same:
+            return (f"--output {output} is the --{sequence} input {path}: writing it would destroy that scan; "
+                    f"name another file")
+    return None
+
+
 def check_task_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
-    """The task's sequence files, or an argparse error naming what is missing or does not belong."""
+    """The task's sequence files, or an argparse error naming what is missing, absent or does not belong."""
     task = TASKS[args.task]
     given = {s: getattr(args, s) for s in SEQUENCES if getattr(args, s) is not None}
     allowed = set(task["required"]) | set(task["one_of"])
@@ -64,20 +98,29 @@ def check_task_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         missing.append(" or ".join(f"--{s}" for s in task["one_of"]))
     if missing:
         parser.error(f"task {args.task} requires {', '.join(missing)}")
-    if task["one_of"] and all(s in given for s in task["one_of"]):
-        parser.error(f"task {args.task} takes one of {', '.join('--' + s for s in task['one_of'])}, not both")
     unexpected = [f"--{s}" for s in given if s not in allowed]
     if unexpected:
         parser.error(f"task {args.task} does not take {', '.join(unexpected)} (it takes "
                      f"{', '.join('--' + s for s in task['required'])}"
-                     + (f" and one of {'/'.join('--' + s for s in task['one_of'])})" if task["one_of"] else ")"))
+                     + (f" and {' and/or '.join('--' + s for s in task['one_of'])})" if task["one_of"] else ")"))
     if not any(args.output.lower().endswith(e) for e in task["endings"]):
         parser.error(f"task {args.task} writes {task['output']}; --output {args.output} has another ending")
+    conflict = output_conflict(given, args.output)
+    if conflict:
+        parser.error(conflict)
+    absent = [f"--{s} {path}" for s, path in given.items() if not Path(path).is_file()]
+    if absent:
+        parser.error(f"no such file: {', '.join(absent)}")
+    if args.empty_mask != "keep" and args.task != 2:
+        parser.error(f"--empty-mask applies to task 2 (segmentation), not task {args.task}")
     return given
 
 
 def challenge_case(channel_names: list[str], files: dict[str, str], case_id: str) -> tuple[InferenceCase, int]:
-    """The case in the model's channel order and the channel whose grid the output uses (the FLAIR's if any)."""
+    """The case in the model's channel order and the channel whose grid the output uses (the FLAIR's if any).
+
+    A channel takes the first of its candidate sequences that was given (`swi_or_t2s`: swi, else t2s).
+    """
     ordered, used = [], {}
     for name in channel_names:
         sequence = next((s for s in channel_candidates(name) if s in files), None)
@@ -91,10 +134,80 @@ def challenge_case(channel_names: list[str], files: dict[str, str], case_id: str
     return InferenceCase(case_id, ordered, None, used), reference
 
 
+def swi_t2s_choice(case: InferenceCase, files: dict[str, str]) -> str | None:
+    """The log line for a session given both --swi and --t2s: which one the model reads, and why."""
+    if not all(s in files for s in SWI_AND_OR_T2S):
+        return None
+    readers = {s: [name for name, used in case.sequences.items() if used == s] for s in SWI_AND_OR_T2S}
+    parts = []
+    for sequence in SWI_AND_OR_T2S:
+        channels = readers[sequence]
+        if not channels:
+            parts.append(f"--{sequence} not used")
+            continue
+        merged = [c for c in channels if len(channel_candidates(c)) > 1]
+        why = (" (a merged channel takes swi where a session has both, the rule its training data were "
+               "converted with)" if merged else " (the channel the model was trained on)")
+        parts.append(f"--{sequence} for model channel {', '.join(repr(c) for c in channels)}{why}")
+    return f"[fomo_nn] case {case.case_id}: both --swi and --t2s given: " + "; ".join(parts)
+
+
+def mask_problem(mask: np.ndarray) -> str | None:
+    """What the validator's exact [0, 1] check would say about `mask`, or None when it passes."""
+    values = np.unique(mask)
+    if values.tolist() == [0, 1]:
+        return None
+    if values.tolist() == [0]:
+        return "the predicted mask is empty (no voxel more likely foreground than background)"
+    return f"the mask holds the values {values.tolist()[:10]}, not exactly 0 and 1"
+
+
+def fill_top_voxel(mask: np.ndarray, probabilities: np.ndarray, labels) -> tuple[int, ...]:
+    """Label the voxel least likely background with its most likely foreground label (in place)."""
+    background = probabilities[0]
+    voxel = np.unravel_index(int(np.argmin(background)), background.shape)
+    foreground = int(np.argmax(probabilities[(slice(1, None),) + voxel])) + 1
+    mask[voxel] = labels[foreground]
+    return tuple(int(v) for v in voxel)
+
+
+def finish_mask(staged: Path, probabilities_file: Path | None, output: Path, case_id: str) -> None:
+    """Move the staged mask to `output`; an empty one is kept (warned) or, with probabilities, given its top voxel."""
+    import nibabel as nib
+
+    image = nib.load(str(staged))
+    mask = np.asanyarray(image.dataobj)
+    problem = mask_problem(mask)
+    if problem and probabilities_file is not None and not mask.any():
+        with np.load(probabilities_file) as saved:
+            probabilities, labels = saved["probabilities"], saved["labels"]
+        mask = np.array(mask)
+        voxel = fill_top_voxel(mask, probabilities, labels)
+        print(f"[fomo_nn] warning: case {case_id}: {problem}; --empty-mask top-voxel: labelled voxel {voxel} "
+              f"(background probability {float(probabilities[(0,) + voxel]):.3f}) so that the mask passes the "
+              f"validator's check", file=sys.stderr)
+        filled = nib.Nifti1Image(mask, image.affine, image.header)
+        write_atomically(output, lambda temp: nib.save(filled, str(temp)), "".join(output.suffixes[-2:]))
+        return
+    if problem:
+        print(f"[fomo_nn] warning: case {case_id}: {problem}; kept as predicted, but {VALIDATOR_MASK_RULE} "
+              f"(--empty-mask top-voxel labels the most probable voxel instead)", file=sys.stderr)
+    write_atomically(output, lambda temp: shutil.copyfile(staged, temp))
+
+
 def run_challenge(task: int, model_dir: str | Path, files: dict[str, str], output: str | Path, folds=None,
                   checkpoint: str = "final", tta: bool | None = None, step: float = 0.5,
-                  device: str = "auto") -> int:
-    """Predict one case into `output`; 0 on success, 1 (with the reason on stderr) otherwise."""
+                  device: str = "auto", empty_mask: str = "keep") -> int:
+    """Predict one case into `output`; 0 on success, 1 (with the reason on stderr) otherwise.
+
+    Nothing is loaded when `output` would overwrite an input. A mask is staged in a scratch folder and
+    moved to `output` only when complete, so `output`'s folder never holds anything but the result.
+    """
+    output = Path(output)
+    conflict = output_conflict(files, output)
+    if conflict:
+        print(f"fomo_nn_predict: error: {conflict}", file=sys.stderr)
+        return 1
     try:
         ensemble = load_ensemble(model_dir, folds, checkpoint, choose_device(device))
     except (BadInputError, RuntimeError) as error:
@@ -105,16 +218,32 @@ def run_challenge(task: int, model_dir: str | Path, files: dict[str, str], outpu
         print(f"fomo_nn_predict: error: task {task} needs a {expected} model but {model_dir} holds a "
               f"{ensemble.task_type} model", file=sys.stderr)
         return 1
-    output = Path(output)
+    if task == 2 and label_values(ensemble.plans) != [0, 1]:
+        print(f"fomo_nn_predict: error: task 2 writes a binary mask (0, 1) but {model_dir} predicts the labels "
+              f"{ensemble.plans.labels}", file=sys.stderr)
+        return 1
+    case_id = output.name.split(".")[0]
     try:
-        case, reference = challenge_case(ensemble.plans.channel_names, files, output.name.split(".")[0])
+        case, reference = challenge_case(ensemble.plans.channel_names, files, case_id)
     except BadInputError as error:
         print(f"fomo_nn_predict: error: {error}", file=sys.stderr)
         return 1
+    choice = swi_t2s_choice(case, files)
+    if choice:
+        print(choice, file=sys.stderr)
     settings = PredictionSettings(tta=tta, step=step, overwrite=True, progress=False, num_threads=1)
-    report = EnsemblePredictor(ensemble, settings).run([case], lambda _: CaseOutputs(output),
-                                                        reference_index=reference)
-    return 0 if report.ok else 1
+    predictor = EnsemblePredictor(ensemble, settings)
+    if task != 2:
+        report = predictor.run([case], lambda _: CaseOutputs(output), reference_index=reference)
+        return 0 if report.ok else 1
+    with tempfile.TemporaryDirectory(prefix="fomo_nn_challenge_") as scratch:
+        staged = Path(scratch) / output.name
+        probabilities = Path(scratch) / f"{case_id}.npz" if empty_mask == "top-voxel" else None
+        report = predictor.run([case], lambda _: CaseOutputs(staged, probabilities), reference_index=reference)
+        if not report.ok:
+            return 1
+        finish_mask(staged, probabilities, output, case_id)
+    return 0
 
 
 def task_of_model(model_dir: str | Path) -> int:
@@ -131,4 +260,4 @@ def main(argv=None, default_model_dir: str | None = None, prog: str = "fomo_nn_p
     args = parser.parse_args(argv)
     files = check_task_arguments(parser, args)
     return run_challenge(args.task, args.model_dir or default_model_dir, files, args.output, args.folds,
-                         args.checkpoint, args.tta, args.step, args.device)
+                         args.checkpoint, args.tta, args.step, args.device, args.empty_mask)
