@@ -38,6 +38,7 @@ setup(
         "tqdm>=4.60",
         "scikit-learn>=1.2",  # the probes (fomo_nn.probing) and the probe-initialised heads
     ],
-    extras_require={"test": ["pytest>=7", "nilearn>=0.10"]},
+    # surface-distance: DeepMind's NSD, the reference tests/test_evaluation_surfaces.py checks ours against
+    extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

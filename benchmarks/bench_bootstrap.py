@@ -2,9 +2,10 @@
 
 Synthetic per-case results for every task (classification, segmentation, regression), each with
 CASES cases and MODELS models; times 10,000 bootstrap resamples (metrics + ranks, all tasks) and the
-pairwise permutation tests of all model pairs on all metrics.
+pairwise permutation tests of all model pairs on all metrics (fomo_nn_rank's default: 100,000
+permutations per test, as in the FOMO25 paper), all tasks and each task alone.
 
-    python benchmarks/bench_bootstrap.py [--cases 800] [--models 20] [--resamples 10000] [--permutations 10000]
+    python benchmarks/bench_bootstrap.py [--cases 800] [--models 20] [--resamples 10000] [--permutations 100000]
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import time
 import numpy as np
 
 from fomo_nn.evaluation.bootstrap import bootstrap_ranks
-from fomo_nn.evaluation.permutation import pairwise_permutation_tests
+from fomo_nn.evaluation.permutation import DEFAULT_PERMUTATIONS, pairwise_permutation_tests
 from fomo_nn.evaluation.results import TaskTable
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=800)
     parser.add_argument("--models", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=10_000)
-    parser.add_argument("--permutations", type=int, default=10_000)
+    parser.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS)
     args = parser.parse_args()
     tables = synthetic_tables(args.cases, args.models)
     names = [f"model_{m:02d}" for m in range(args.models)]
@@ -63,6 +64,11 @@ def main() -> None:
     tests = pairwise_permutation_tests(tables, names, args.permutations, seed=0)
     print(f"permutation tests: {len(tests)} tests ({args.models * (args.models - 1) // 2} pairs x 5 metrics) x "
           f"{args.permutations} permutations: {time.perf_counter() - start:.2f} s")
+
+    for task, table in tables.items():
+        start = time.perf_counter()
+        pairwise_permutation_tests({task: table}, names, args.permutations, seed=0)
+        print(f"  {task} alone: {time.perf_counter() - start:.2f} s")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import roc_auc_score
 
 from fomo_nn.evaluation.bootstrap import bootstrap_ranks, resample_counts
-from fomo_nn.evaluation.resampled import weighted_auroc, weighted_mean, weighted_pearson
+from fomo_nn.evaluation.resampled import weighted_auroc, weighted_mean, weighted_nanmean, weighted_pearson
 from fomo_nn.evaluation.results import TaskTable
 
 
@@ -32,6 +32,21 @@ def test_weighted_metrics_equal_metrics_of_explicit_resamples():
             assert resampled_auroc[b, m] == pytest.approx(roc_auc_score(labels[rows], scores[rows, m]), abs=1e-12)
             assert resampled_r[b, m] == pytest.approx(pearsonr(targets[rows], predictions[rows, m])[0], abs=1e-10)
             assert resampled_mean[b, m] == pytest.approx(predictions[rows, m].mean())
+
+
+def test_weighted_nanmean_skips_unscored_cases_of_each_resample():
+    rng = np.random.default_rng(4)
+    values = rng.uniform(0, 1, (30, 2))
+    values[[1, 5, 9], 0] = np.nan  # cases the "exclude" empty-pair policy left unscored
+    draws, counts = _draws_and_counts(rng, 20, 30)
+    resampled = weighted_nanmean(counts, values)
+    for b, rows in enumerate(draws):
+        np.testing.assert_allclose(resampled[b], np.nanmean(values[rows], axis=0), rtol=1e-12)
+    full = np.nan_to_num(values)
+    assert np.array_equal(weighted_nanmean(counts, full), weighted_mean(counts, full))
+    only_unscored = np.zeros((1, 30))
+    only_unscored[0, [1, 5]] = 2
+    assert np.isnan(weighted_nanmean(only_unscored, values)[0, 0])  # no scored case drawn: no value
 
 
 def test_weighted_pearson_is_zero_for_a_constant_resample():

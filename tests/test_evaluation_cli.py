@@ -88,9 +88,93 @@ def test_evaluate_scores_cases_and_counts_a_missing_case_as_failure(scored):
 
     regression = scored[("patchy", "regression")]
     record = next(r for r in regression["per_case"] if r["case_id"] == "sub_2")
-    assert record["prediction"] == pytest.approx(np.mean(AGES)) and record["missing"]
-    assert "mean of the reference targets" in regression["missing_policy"]
+    # the model's own mean on the cases it answered (40, 52, 50, 60, 60), not the reference targets' mean
+    assert record["prediction"] == pytest.approx(52.4) and record["missing"]
+    assert "model's own predictions" in regression["missing_policy"]
     assert scored[("good", "regression")]["metrics"]["mae"] == pytest.approx(2.5)
+
+
+def test_every_summary_records_the_scoring_rules(scored):
+    for (model, task), summary in scored.items():
+        rules = summary["policies"]["missing_case"]
+        assert set(rules) == {"classification", "segmentation", "regression"}
+        assert summary["missing_policy"] == rules[task]
+        if task == "segmentation":
+            assert summary["empty_pair"] == "score"
+            assert summary["policies"]["empty_pair"]["policy"] == "score"
+            assert summary["num_excluded"] == 0
+        else:
+            assert summary["empty_pair"] is None and "empty_pair" not in summary["policies"]
+
+
+def test_the_regression_fill_in_does_not_read_the_reference(tmp_path):
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    for case, age in (("a", 30.0), ("b", 50.0)):
+        (predictions / f"{case}.txt").write_text(str(age))
+    fills = []
+    for targets in ((20, 40, 60), (70, 80, 90)):
+        reference = tmp_path / f"ref_{targets[0]}"
+        reference.mkdir()
+        for case, age in zip("abc", targets):
+            (reference / f"{case}.txt").write_text(str(age))
+        output = tmp_path / f"{targets[0]}.json"
+        assert evaluate_main(["--task", "regression", "-r", str(reference), "-p", str(predictions), "-o", str(output),
+                              "--quiet"]) == 0
+        fills.append(next(r["prediction"] for r in json.loads(output.read_text())["per_case"] if r["case_id"] == "c"))
+    assert fills == [40.0, 40.0]
+
+
+def _empty_pair_case(root):
+    """Reference and prediction: case e with both masks empty, case f with a cube predicted 1 voxel off."""
+    for case, reference, prediction in (("e", np.zeros((32, 32, 16), np.uint8), np.zeros((32, 32, 16), np.uint8)),
+                                        ("f", _cube((8, 10, 4)), _cube((9, 10, 4)))):
+        _save(root / "ref" / f"{case}.nii.gz", reference)
+        _save(root / "pred" / f"{case}.nii.gz", prediction)
+
+
+@pytest.mark.parametrize("policy, empty_dice, mean_dice", [("score", 1.0, (1 + 7 / 8) / 2), ("exclude", None, 7 / 8)])
+def test_empty_pair_policy_is_an_option_and_recorded(tmp_path, policy, empty_dice, mean_dice):
+    _empty_pair_case(tmp_path)
+    output = tmp_path / "summary.json"
+    assert evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
+                          "-o", str(output), "--empty-pair", policy, "--quiet"]) == 0
+    summary = json.loads(output.read_text())
+    record = next(r for r in summary["per_case"] if r["case_id"] == "e")
+    assert record["dice"] == empty_dice and record["nsd"] == empty_dice
+    assert summary["metrics"]["dice"] == pytest.approx(mean_dice)
+    assert summary["empty_pair"] == policy and summary["num_excluded"] == (policy == "exclude")
+    assert summary["nsd_tolerance_mm"] == 1.0  # the default, Yucca's
+
+
+def test_unknown_empty_pair_policy_is_refused(tmp_path, capsys):
+    _empty_pair_case(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
+                       "--empty-pair", "ignore"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'ignore'" in capsys.readouterr().err
+
+
+def test_rank_ranks_excluded_cases_and_refuses_mixed_empty_pair_policies(tmp_path, capsys):
+    _empty_pair_case(tmp_path)
+    _save(tmp_path / "worse" / "e.nii.gz", np.zeros((32, 32, 16), np.uint8))
+    _save(tmp_path / "worse" / "f.nii.gz", _cube((11, 10, 4)))
+    for model in ("pred", "worse"):
+        for policy in ("score", "exclude"):
+            assert evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / model),
+                                  "-o", str(tmp_path / policy / model / "segmentation.json"), "--empty-pair", policy,
+                                  "--quiet"]) == 0
+    report = tmp_path / "report"
+    assert rank_main([str(tmp_path / "exclude" / "pred"), str(tmp_path / "exclude" / "worse"), "-o", str(report),
+                      "--bootstrap", "50", "--permutations", "50", "--quiet"]) == 0
+    with open(report / "leaderboard.csv") as handle:
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    assert float(rows["pred"]["dice"]) == pytest.approx(7 / 8) and float(rows["worse"]["dice"]) == pytest.approx(5 / 8)
+    assert "Empty mask pairs (exclude)" in (report / "leaderboard.md").read_text()
+    code = rank_main([str(tmp_path / "exclude" / "pred"), str(tmp_path / "score" / "worse"), "-o", str(report),
+                      "--bootstrap", "50", "--permutations", "50", "--quiet"])
+    assert code == 1 and "empty_pair differs between models" in capsys.readouterr().err
 
 
 def test_rank_end_to_end_writes_the_report(scored, tmp_path):

@@ -62,26 +62,34 @@ def _shifted_cubes(axis: int, side: int = 10, shift: int = 3):
     return reference, prediction
 
 
-def _expected_nsd(side: int, shift: int, tolerance_voxels: int) -> float:
-    """Cube shifted along a fine axis (other axes far coarser than the tolerance).
+def _expected_nsd(along: float, across: float, tolerance_mm: float, side: int = 10) -> float:
+    """NSD by hand for two cubes shifted 3 voxels along an axis of spacing `along`; `across` (the other
+    two axes) exceeds every tolerance used, so only the shift axis can bring surfaces close.
 
-    Surface lines along the shift axis on the cube's rim (4L-4 of them) are surface at every voxel:
-    L - max(0, shift - m) voxels per line and per cube lie within m voxels of the other surface.
-    Interior lines hold two surface voxels, each `shift` away from the other cube's: within only if
-    shift <= m. All surface voxels: L^3 - (L-2)^3 per cube.
+    Surfels (corner points) of one cube, with their areas: flat face points s_j s_k, edge points
+    s_i |(s_j, s_k)| / 2 for an edge along axis i, corner points |(s_j s_k, s_i s_k, s_i s_j)| / 8.
+    Along the shift each cube has its leading face (all its points) and the inner points of its
+    trailing face 3 voxels from the other surface, and the rings of side points 1 and 2 voxels behind
+    the other cube's face 1 and 2 voxels from it; everything else lies on the other surface.
     """
-    rim_lines, inner_lines = 4 * side - 4, (side - 2) ** 2
-    close = rim_lines * (side - max(0, shift - tolerance_voxels)) + (2 * inner_lines if shift <= tolerance_voxels else 0)
-    return close / (side ** 3 - (side - 2) ** 3)
+    inner = side - 1
+    face_inner = inner ** 2 * across ** 2
+    face_rim = (4 * inner * across * np.hypot(along, across) / 2
+                + 4 * np.sqrt(across ** 4 + 2 * (along * across) ** 2) / 8)
+    ring = 4 * inner * along * across + 4 * along * np.hypot(across, across) / 2
+    total = 2 * (face_inner + face_rim) + inner * ring
+    far = ((3 * along > tolerance_mm) * (2 * face_inner + face_rim) + (2 * along > tolerance_mm) * ring
+           + (along > tolerance_mm) * ring)
+    return 1 - far / total
 
 
-@pytest.mark.parametrize("tolerance_mm, tolerance_voxels", [(0.5, 0), (1.5, 1), (2.2, 2), (3.0, 3)])
+@pytest.mark.parametrize("tolerance_mm", [0.5, 1.5, 2.2, 3.0])
 @pytest.mark.parametrize("axis", [0, 2])
-def test_nsd_of_shifted_cubes_at_anisotropic_spacing(axis, tolerance_mm, tolerance_voxels):
+def test_nsd_of_shifted_cubes_at_anisotropic_spacing(axis, tolerance_mm):
     reference, prediction = _shifted_cubes(axis)
     spacing = [5.0, 5.0, 5.0]
     spacing[axis] = 1.0  # 1 mm along the shift, 5 mm across: only the shift axis is within tolerance
-    expected = _expected_nsd(side=10, shift=3, tolerance_voxels=tolerance_voxels)
+    expected = _expected_nsd(along=1.0, across=5.0, tolerance_mm=tolerance_mm)
     assert normalized_surface_distance(reference, prediction, spacing, tolerance_mm) == pytest.approx(expected)
 
 
@@ -90,7 +98,18 @@ def test_nsd_uses_the_spacing_of_the_shift_axis():
     # shift of 3 voxels: 3 mm at 1 mm spacing (all within 3 mm), 6 mm at 2 mm spacing (not all)
     assert normalized_surface_distance(reference, prediction, (1.0, 5.0, 5.0), 3.0) == pytest.approx(1.0)
     coarse = normalized_surface_distance(reference, prediction, (2.0, 5.0, 5.0), 3.0)
-    assert coarse == pytest.approx(_expected_nsd(10, 3, tolerance_voxels=1))
+    assert coarse == pytest.approx(_expected_nsd(along=2.0, across=5.0, tolerance_mm=3.0))
+    assert coarse < 0.9
+
+
+def test_nsd_of_a_voxel_against_its_neighbour_along_the_coarse_axis():
+    """A single voxel has 8 corner surfels of equal area; against the voxel next to it along the 4 mm
+    axis, the 4 shared corners are at 0 mm and the other 4 at exactly 4 mm."""
+    reference = np.zeros((3, 3, 4), bool)
+    reference[1, 1, 1] = True
+    prediction = np.roll(reference, 1, axis=2)
+    assert normalized_surface_distance(reference, prediction, (1, 1, 4), 3.9) == pytest.approx(0.5)
+    assert normalized_surface_distance(reference, prediction, (1, 1, 4), 4.0) == 1.0
 
 
 def test_nsd_empty_conventions_and_identity():
@@ -98,9 +117,29 @@ def test_nsd_empty_conventions_and_identity():
     blob = empty.copy()
     blob[2:5, 2:5, 2:5] = True
     assert normalized_surface_distance(empty, empty, (1, 1, 1), 1.0) == 1.0
-    assert normalized_surface_distance(blob, empty, (1, 1, 1), 1.0) == 0.0
-    assert normalized_surface_distance(empty, blob, (1, 1, 1), 1.0) == 0.0
+    assert np.isnan(normalized_surface_distance(empty, empty, (1, 1, 1), 1.0, empty_pair="exclude"))
+    for policy in ("score", "exclude"):
+        assert normalized_surface_distance(blob, empty, (1, 1, 1), 1.0, empty_pair=policy) == 0.0
+        assert normalized_surface_distance(empty, blob, (1, 1, 1), 1.0, empty_pair=policy) == 0.0
     assert normalized_surface_distance(blob, blob, (1, 2, 3), 0.0) == 1.0
+
+
+def test_dice_of_two_empty_masks_follows_the_empty_pair_policy():
+    empty = np.zeros((3, 3, 3), bool)
+    assert dice(empty, empty) == 1.0
+    assert np.isnan(dice(empty, empty, empty_pair="exclude"))
+    with pytest.raises(ValueError, match="unknown empty-pair policy 'skip'; expected one of score, exclude"):
+        dice(empty, empty, empty_pair="skip")
+
+
+def test_nsd_refuses_bad_arguments():
+    blob = np.ones((2, 2, 2), bool)
+    with pytest.raises(ValueError, match="spacing must be positive"):
+        normalized_surface_distance(blob, blob, (1, 0, 1), 1.0)
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        normalized_surface_distance(blob, blob, (1, 1, 1), -1.0)
+    with pytest.raises(ValueError, match="3D masks"):
+        normalized_surface_distance(np.ones((2, 2), bool), np.ones((2, 2), bool), (1, 1), 1.0)
 
 
 def test_mae_and_pearson_against_scipy():

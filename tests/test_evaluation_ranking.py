@@ -118,3 +118,27 @@ def test_report_refuses_models_scored_on_different_cases(tmp_path):
     (second / "task1.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"task1.json: classification cases differ.*'other'"):
         make_report([first, second], tmp_path / "report", num_resamples=10, num_permutations=10, progress=False)
+
+
+def test_null_dice_is_accepted_only_from_an_exclude_summary(tmp_path):
+    folders = [_write_model(tmp_path, name, dice=[1.0, 0.8, 0.6]) for name in ("one", "two")]
+    path = folders[1] / "nested" / "task2.json"
+    data = json.loads(path.read_text())
+    data["per_case"][0]["dice"] = data["per_case"][0]["nsd"] = None
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="task2.json: per_case field 'dice' is null, which only .* --empty-pair exclude"):
+        make_report(folders, tmp_path / "report", num_resamples=10, num_permutations=10, progress=False)
+    for folder in folders:
+        summary = folder / "nested" / "task2.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "empty_pair": "exclude"}))
+    report = make_report(folders, tmp_path / "report", num_resamples=20, num_permutations=20, progress=False)
+    assert {row.model: row.metrics["dice"] for row in report.rows} == {"one": pytest.approx(0.8),
+                                                                       "two": pytest.approx(0.7)}
+
+
+def test_a_summary_with_an_unknown_empty_pair_policy_is_refused(tmp_path):
+    folder = _write_model(tmp_path, "one", dice=[1.0, 0.8])
+    summary = folder / "nested" / "task2.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "empty_pair": "skip"}))
+    with pytest.raises(ValueError, match="task2.json: empty_pair 'skip' is not one of score, exclude"):
+        make_report([folder], tmp_path / "report", num_resamples=10, num_permutations=10, progress=False)

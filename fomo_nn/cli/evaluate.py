@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fomo_nn.evaluation.policies import DEFAULT_EMPTY_PAIR, EMPTY_PAIR_POLICIES
 from fomo_nn.evaluation.scoring import DEFAULT_NSD_TOLERANCE_MM, evaluate
 from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS
 
@@ -13,7 +14,11 @@ LAYOUTS = """layouts (REF and PRED; case ids must match):
   sub_X/ses_1/seg.nii.gz or sub_X/label.txt (FOMO labels; a task folder holding labels/ also works)
   a raw dataset folder holding labelsTr/ (or labelsTs/)
   for classification and regression: a CSV with columns case_id,value (e.g. predictions.csv)
-cases without a prediction are scored as failures (see missing_policy in summary.json)."""
+cases without a prediction are scored as failures (see missing_policy in summary.json).
+
+--empty-pair (segmentation), for a case whose reference and prediction masks are both empty:
+  score    Dice 1 and NSD 1, the case counts (default)
+  exclude  no Dice or NSD, left out of the mean (nnU-Net and Yucca)"""
 
 
 def default_output(prediction: Path) -> Path:
@@ -30,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, help="summary JSON (default: PRED/summary.json)")
     parser.add_argument("--nsd-tolerance", type=float, default=DEFAULT_NSD_TOLERANCE_MM, metavar="MM",
                         help=f"NSD tolerance in mm (default {DEFAULT_NSD_TOLERANCE_MM})")
+    parser.add_argument("--empty-pair", choices=tuple(EMPTY_PAIR_POLICIES), default=DEFAULT_EMPTY_PAIR,
+                        help=f"segmentation: how two empty masks score (default {DEFAULT_EMPTY_PAIR}; see below)")
     parser.add_argument("--positive-class", type=float, default=None,
                         help="classification: the class whose probability PRED holds (default: the larger class)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -48,14 +55,18 @@ def main(argv=None) -> int:
         parser.error(f"--nsd-tolerance must be >= 0, got {args.nsd_tolerance}")
     try:
         summary = evaluate(args.task, args.reference, args.prediction, args.nsd_tolerance, args.positive_class,
-                           progress=not args.quiet)
+                           progress=not args.quiet, empty_pair=args.empty_pair)
         output = summary.save(args.output or default_output(args.prediction))
     except (ValueError, OSError) as error:  # BadInputError is a ValueError naming the file
         print(f"fomo_nn_evaluate: error: {error}", file=sys.stderr)
         return 1
     labels = {spec.key: spec.label for spec in TASK_METRICS[args.task]}
     print(f"{args.task}: {len(summary.per_case)} cases, "
-          + ", ".join(f"{labels[key]} {value:.4f}" for key, value in summary.metrics.items()))
+          + ", ".join(f"{labels[key]} " + ("none scored" if value is None else f"{value:.4f}")
+                      for key, value in summary.metrics.items()))
+    excluded = summary.to_dict().get("num_excluded")
+    if excluded:
+        print(f"{excluded} cases with both masks empty were left out of Dice and NSD (--empty-pair exclude)")
     if summary.missing_cases:
         print(f"missing predictions, scored as failures ({summary.missing_policy}): {_listing(summary.missing_cases)}")
     if summary.extra_cases:

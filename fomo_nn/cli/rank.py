@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fomo_nn.evaluation.permutation import DEFAULT_PERMUTATIONS
 from fomo_nn.evaluation.report import make_report
 
 EPILOG = """Each RESULT_DIR is one model (named after the folder) holding the summary JSON files that
@@ -18,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("result_dirs", nargs="+", type=Path, metavar="RESULT_DIR")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="REPORT_DIR")
     parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples (default 10000)")
-    parser.add_argument("--permutations", type=int, default=10_000, help="permutations per test (default 10000)")
+    parser.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS,
+                        help=f"permutations per pairwise test (default {DEFAULT_PERMUTATIONS}, as the FOMO25 paper; "
+                             "p = (1 + b) / (1 + m))")
     parser.add_argument("--seed", type=int, default=0, help="seed of resamples and permutations (default 0)")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -31,6 +31,12 @@ def _interval(samples: np.ndarray) -> list[float]:
     return [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
 
 
+def _metric_interval(samples: np.ndarray) -> list[float] | None:
+    """Over the resamples where the model has a value (under "exclude" a resample may hold no scored case)."""
+    samples = samples[~np.isnan(samples)]
+    return _interval(samples) if samples.size else None
+
+
 def build_rows(names: list[str], point_values: dict[str, dict[str, np.ndarray]], point_ranks: Ranks,
                bootstrap: BootstrapResult, order: list[int], tiers: dict[str, int]) -> list[LeaderboardRow]:
     point_places = places(point_ranks.overall)
@@ -149,7 +155,8 @@ def bootstrap_json(names: list[str], point_values: dict[str, dict[str, np.ndarra
                                   "mean": float(ranks[:, m].mean()), "ci95": _interval(ranks[:, m])}
                            for task, ranks in bootstrap.ranks.task_ranks.items()},
             "metrics": {task: {key: None if np.isnan(values[m]) else
-                               {"point": float(values[m]), "ci95": _interval(bootstrap.metric_values[task][key][:, m])}
+                               {"point": float(values[m]),
+                                "ci95": _metric_interval(bootstrap.metric_values[task][key][:, m])}
                                for key, values in by_key.items()} for task, by_key in point_values.items()},
         }
     return {"num_resamples": settings.num_resamples, "seed": settings.seed, "alpha": settings.alpha,

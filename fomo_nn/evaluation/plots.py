@@ -66,7 +66,8 @@ def plot_dice_per_case(table: TaskTable, names: list[str], path: Path, seed: int
     for row, key in enumerate(("dice", "nsd")):
         axes = figure.add_subplot(2, 1, row + 1)
         values = [table.columns[key][:, index] for index in present]
-        axes.boxplot(values, positions=np.arange(present.size), widths=0.5, showfliers=False)
+        scored = [column[~np.isnan(column)] for column in values]  # NaN: an empty pair left unscored ("exclude")
+        axes.boxplot(scored, positions=np.arange(present.size), widths=0.5, showfliers=False)
         for slot, (column, colour) in enumerate(zip(values, _colours(len(names)))):
             axes.scatter(slot + jitter, column, s=10, alpha=0.6, color=colour)
         axes.set_xticks(np.arange(present.size), [names[i] for i in present], rotation=30, ha="right")

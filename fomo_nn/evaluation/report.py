@@ -9,8 +9,9 @@ from pathlib import Path
 from fomo_nn.evaluation.bootstrap import BootstrapResult, bootstrap_ranks
 from fomo_nn.evaluation.leaderboard import (LeaderboardRow, ReportSettings, bootstrap_json, build_rows,
                                             leaderboard_csv, leaderboard_markdown)
-from fomo_nn.evaluation.permutation import PairwiseTest, pairwise_permutation_tests
+from fomo_nn.evaluation.permutation import DEFAULT_PERMUTATIONS, PairwiseTest, pairwise_permutation_tests
 from fomo_nn.evaluation.plots import plot_age_scatter, plot_bootstrap_places, plot_dice_per_case, plot_roc_curves
+from fomo_nn.evaluation.policies import EMPTY_PAIR_POLICIES
 from fomo_nn.evaluation.ranking import Ranks, aggregate_ranks
 from fomo_nn.evaluation.results import ModelResults, TaskTable, build_task_tables, load_model_results
 from fomo_nn.evaluation.tiers import TierDecision, assign_tiers, leaderboard_order
@@ -30,13 +31,14 @@ class Report:
     files: list[Path]
 
 
-def _check_nsd_tolerance(models: list[ModelResults]) -> None:
-    scored = [(m.summaries["segmentation"].nsd_tolerance_mm, m.sources["segmentation"])
-              for m in models if "segmentation" in m.summaries]
-    if len({tolerance for tolerance, _ in scored}) > 1:
-        listing = "; ".join(f"{tolerance} mm in {source}" for tolerance, source in scored)
-        raise BadInputError(scored[0][1], f"NSD tolerances differ between models ({listing}); re-evaluate "
-                                          "with one --nsd-tolerance so NSD values are comparable")
+def _check_same_scoring(models: list[ModelResults]) -> None:
+    """Segmentation values compare only when scored alike: one NSD tolerance, one empty-pair policy."""
+    scored = [(m.summaries["segmentation"], m.sources["segmentation"]) for m in models if "segmentation" in m.summaries]
+    for field, option in (("nsd_tolerance_mm", "--nsd-tolerance"), ("empty_pair", "--empty-pair")):
+        if len({getattr(summary, field) for summary, _ in scored}) > 1:
+            listing = "; ".join(f"{getattr(summary, field)} in {source}" for summary, source in scored)
+            raise BadInputError(scored[0][1], f"segmentation {field} differs between models ({listing}); "
+                                              f"re-evaluate with one {option} so Dice and NSD are comparable")
 
 
 def _notes(models: list[ModelResults], tasks: list[str]) -> list[str]:
@@ -49,9 +51,10 @@ def _notes(models: list[ModelResults], tasks: list[str]) -> list[str]:
             if summary.missing_cases:
                 notes.append(f"{model.name}, {task}: {len(summary.missing_cases)} of {len(summary.per_case)} cases "
                              f"had no prediction and were scored as failures ({summary.missing_policy}).")
-    if any("segmentation" in m.summaries for m in models):
-        tolerance = next(m.summaries["segmentation"].nsd_tolerance_mm for m in models if "segmentation" in m.summaries)
-        notes.append(f"NSD tolerance: {tolerance} mm.")
+    segmentation = next((m.summaries["segmentation"] for m in models if "segmentation" in m.summaries), None)
+    if segmentation is not None:
+        notes.append(f"NSD tolerance: {segmentation.nsd_tolerance_mm} mm.")
+        notes.append(f"Empty mask pairs ({segmentation.empty_pair}): {EMPTY_PAIR_POLICIES[segmentation.empty_pair]}.")
     return notes
 
 
@@ -81,10 +84,10 @@ def _plots(tables: dict[str, TaskTable], names, point_values, bootstrap, order, 
 
 
 def make_report(result_dirs, output_dir, num_resamples: int = 10_000, seed: int | None = 0, alpha: float = 0.05,
-                num_permutations: int = 10_000, progress: bool = True) -> Report:
+                num_permutations: int = DEFAULT_PERMUTATIONS, progress: bool = True) -> Report:
     """Rank the models in `result_dirs` (one folder per model) and write the report into `output_dir`."""
     models = [load_model_results(path) for path in result_dirs]
-    _check_nsd_tolerance(models)
+    _check_same_scoring(models)
     tables = build_task_tables(models)
     names = [model.name for model in models]
     point_values = {task: table.point_metrics() for task, table in tables.items()}

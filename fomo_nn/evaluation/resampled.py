@@ -17,6 +17,16 @@ def weighted_mean(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (counts @ values) / counts.sum(axis=1, keepdims=True)
 
 
+def weighted_nanmean(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Resampled means over the scored (non-NaN) cases of each column; NaN where a resample has none.
+    Dice and NSD under the "exclude" empty-pair policy; equal to weighted_mean without NaN."""
+    scored = ~np.isnan(values)
+    if scored.all():
+        return weighted_mean(counts, values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (counts @ np.where(scored, values, 0.0)) / (counts @ scored.astype(np.float64))
+
+
 def weighted_pearson(counts: np.ndarray, targets: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """Resampled Pearson r of targets (n,) against each prediction column (n, M) -> (B, M)."""
     x = targets - targets.mean()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.evaluation.resampled import weighted_auroc, weighted_mean, weighted_pearson
+from fomo_nn.evaluation.resampled import weighted_auroc, weighted_mean, weighted_nanmean, weighted_pearson
 from fomo_nn.evaluation.summary import EvaluationSummary, summary_from_dict
 from fomo_nn.evaluation.task_metrics import TASKS
 from fomo_nn.io.errors import BadInputError
@@ -65,6 +65,8 @@ class TaskTable:
     `columns[field]` is (n, M) over all ranked models; models without the task have NaN columns and
     `present[m]` False. Fields: probability (classification), dice and nsd (segmentation),
     prediction (regression). `reference` holds 0/1 labels or targets; None for segmentation.
+    A NaN inside a present model's dice or nsd column is a case the "exclude" empty-pair policy left
+    unscored: means skip it, and a model without any scored case has no value (ranks last).
     """
 
     task: str
@@ -85,7 +87,8 @@ class TaskTable:
         if self.task == "classification":
             values["auroc"] = weighted_auroc(counts, self.reference.astype(bool), self.columns["probability"][:, have])
         elif self.task == "segmentation":
-            both = weighted_mean(counts, np.concatenate([self.columns["dice"][:, have], self.columns["nsd"][:, have]], 1))
+            scores = np.concatenate([self.columns["dice"][:, have], self.columns["nsd"][:, have]], 1)
+            both = weighted_nanmean(counts, scores)
             values["dice"], values["nsd"] = np.split(both, 2, axis=1)
         else:
             predictions = self.columns["prediction"][:, have]
@@ -106,13 +109,24 @@ _VALUE_FIELDS = {"classification": ("probability",), "segmentation": ("dice", "n
 _REFERENCE_FIELD = {"classification": "label", "regression": "target"}
 
 
+def _unscored_allowed(summary: EvaluationSummary, key: str) -> bool:
+    """Only Dice and NSD under the "exclude" empty-pair policy may be null (not scored)."""
+    return summary.task == "segmentation" and key in ("dice", "nsd") and summary.empty_pair == "exclude"
+
+
 def _aligned(summary: EvaluationSummary, source: str, key: str) -> np.ndarray:
+    """One per-case field in case-id order; null -> NaN where the empty-pair policy allows it."""
     records = sorted(summary.per_case, key=lambda record: record["case_id"])
+    allow_null = _unscored_allowed(summary, key)
+    if not allow_null and any(record[key] is None for record in records):
+        raise BadInputError(source, f"per_case field {key!r} is null, which only segmentation Dice and NSD of a "
+                                    "summary scored with --empty-pair exclude may be")
     try:
-        values = np.array([float(record[key]) for record in records])
+        values = np.array([np.nan if record[key] is None and allow_null else float(record[key]) for record in records])
     except (TypeError, ValueError):
         raise BadInputError(source, f"per_case field {key!r} holds a value that is not a number") from None
-    if not np.isfinite(values).all():
+    finite = np.isfinite(values) | (np.isnan(values) & allow_null)
+    if not finite.all():
         raise BadInputError(source, f"per_case field {key!r} holds NaN or infinite values")
     return values
 

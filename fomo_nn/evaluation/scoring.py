@@ -1,10 +1,13 @@
 """Score one model's predictions against a reference: per-case values and the task's metrics.
 
-A reference case without a prediction is a failure, never skipped (MISSING_POLICY says how it is
-scored, and summary.json repeats it); a prediction without a reference case is reported and ignored.
+A reference case without a prediction is a failure, never skipped (policies.MISSING_RULES says how it
+is scored, and summary.json repeats every rule); a prediction without a reference case is reported and
+ignored. Two empty masks follow the empty-pair policy (policies.py); under "exclude" their Dice and
+NSD are null in per_case and the task means average the scored cases only.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -14,19 +17,13 @@ from tqdm import tqdm
 from fomo_nn.evaluation import metrics
 from fomo_nn.evaluation.case_files import ScalarEntry, find_masks, find_scalars
 from fomo_nn.evaluation.masks import check_same_grid, read_mask
+from fomo_nn.evaluation.policies import (DEFAULT_EMPTY_PAIR, MISSING_MASK_SCORE, MISSING_PROBABILITY, MISSING_RULES,
+                                         check_empty_pair, missing_regression_value, policy_record)
 from fomo_nn.evaluation.summary import EvaluationSummary
 from fomo_nn.evaluation.task_metrics import check_task
 from fomo_nn.io.errors import BadInputError
 
-DEFAULT_NSD_TOLERANCE_MM = 2.0
-MISSING_PROBABILITY = 0.5
-MISSING_POLICY = {
-    "classification": "a case without a prediction gets probability 0.5: uninformative, it ties with "
-                      "every other 0.5 and orders nothing",
-    "segmentation": "a case without a prediction scores Dice 0 and NSD 0",
-    "regression": "a case without a prediction is predicted as the mean of the reference targets "
-                  "(the best constant guess: a failure costs what an uninformed model would)",
-}
+DEFAULT_NSD_TOLERANCE_MM = 1.0  # Yucca's, which the FOMO25 baseline evaluator uses (metrics module docstring)
 
 
 def _split_cases(reference_ids, prediction_ids) -> tuple[list[str], list[str], list[str]]:
@@ -67,43 +64,56 @@ def evaluate_classification(reference, prediction, positive_class=None) -> Evalu
         auroc = metrics.auroc([r["label"] for r in records], [r["probability"] for r in records])
     except ValueError as error:
         raise BadInputError(reference, str(error)) from None
-    return EvaluationSummary("classification", records, {"auroc": auroc}, missing, MISSING_POLICY["classification"],
-                             extra, str(reference), str(prediction), positive_class=positive)
+    return EvaluationSummary("classification", records, {"auroc": auroc}, missing, MISSING_RULES["classification"],
+                             extra, str(reference), str(prediction), positive_class=positive,
+                             policies=policy_record("classification"))
 
 
-def _score_mask_pair(reference_file, prediction_file, tolerance_mm: float) -> tuple[float, float, int]:
-    """(Dice, NSD, number of labels merged in the reference) for one case."""
+def _score_mask_pair(reference_file, prediction_file, tolerance_mm: float, empty_pair: str) -> tuple[float, float, int]:
+    """(Dice, NSD, number of labels merged in the reference) for one case; NaN = not scored (empty pair)."""
     reference = read_mask(reference_file)
     prediction = read_mask(prediction_file)
     check_same_grid(reference, prediction)
     nsd = metrics.normalized_surface_distance(reference.foreground, prediction.foreground,
-                                              reference.spacing, tolerance_mm)
-    return metrics.dice(reference.foreground, prediction.foreground), nsd, reference.num_labels
+                                              reference.spacing, tolerance_mm, empty_pair)
+    return metrics.dice(reference.foreground, prediction.foreground, empty_pair), nsd, reference.num_labels
+
+
+def _scored(value: float) -> float | None:
+    """JSON has no NaN: a case the empty-pair policy leaves unscored is stored as null."""
+    return None if math.isnan(value) else value
+
+
+def _mean_of_scored(records: list[dict], key: str) -> float | None:
+    values = [record[key] for record in records if record[key] is not None]
+    return float(np.mean(values)) if values else None
 
 
 def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
-                          progress: bool = True) -> EvaluationSummary:
+                          progress: bool = True, empty_pair: str = DEFAULT_EMPTY_PAIR) -> EvaluationSummary:
     if not nsd_tolerance_mm >= 0:
         raise ValueError(f"NSD tolerance must be >= 0 mm, got {nsd_tolerance_mm}")
+    check_empty_pair(empty_pair)
     reference_files, prediction_files = find_masks(reference), find_masks(prediction)
     cases, missing, extra = _split_cases(reference_files, prediction_files)
     records, merged = [], []
     for case in tqdm(cases, desc="scoring masks", unit="case", disable=not progress):
         if case not in prediction_files:
             read_mask(reference_files[case])  # a broken reference file is reported even without a prediction
-            records.append({"case_id": case, "dice": 0.0, "nsd": 0.0, "missing": True})
+            records.append({"case_id": case, "dice": MISSING_MASK_SCORE, "nsd": MISSING_MASK_SCORE, "missing": True})
             continue
-        dice, nsd, num_labels = _score_mask_pair(reference_files[case], prediction_files[case], nsd_tolerance_mm)
+        dice, nsd, num_labels = _score_mask_pair(reference_files[case], prediction_files[case], nsd_tolerance_mm,
+                                                 empty_pair)
         if num_labels > 1:
             merged.append(case)
-        records.append({"case_id": case, "dice": dice, "nsd": nsd, "missing": False})
+        records.append({"case_id": case, "dice": _scored(dice), "nsd": _scored(nsd), "missing": False})
     if merged:
         warnings.warn(f"{len(merged)} reference masks hold several labels (e.g. {merged[0]}); all nonzero "
                       "labels were scored as one foreground", stacklevel=2)
-    aggregate = {"dice": float(np.mean([r["dice"] for r in records])),
-                 "nsd": float(np.mean([r["nsd"] for r in records]))}
-    return EvaluationSummary("segmentation", records, aggregate, missing, MISSING_POLICY["segmentation"], extra,
-                             str(reference), str(prediction), nsd_tolerance_mm=float(nsd_tolerance_mm))
+    aggregate = {"dice": _mean_of_scored(records, "dice"), "nsd": _mean_of_scored(records, "nsd")}
+    return EvaluationSummary("segmentation", records, aggregate, missing, MISSING_RULES["segmentation"], extra,
+                             str(reference), str(prediction), nsd_tolerance_mm=float(nsd_tolerance_mm),
+                             empty_pair=empty_pair, policies=policy_record("segmentation", empty_pair))
 
 
 def evaluate_regression(reference, prediction) -> EvaluationSummary:
@@ -112,7 +122,10 @@ def evaluate_regression(reference, prediction) -> EvaluationSummary:
     cases, missing, extra = _split_cases(targets, predicted)
     if len(cases) < 2:
         raise BadInputError(reference, f"regression needs at least 2 reference cases, found {len(cases)}")
-    fallback = float(np.mean(list(targets.values())))
+    try:
+        fallback = missing_regression_value([predicted[case].value for case in cases if case in predicted])
+    except ValueError as error:
+        raise BadInputError(prediction, str(error)) from None
     records = []
     for case in cases:
         value = predicted[case].value if case in predicted else fallback
@@ -120,16 +133,17 @@ def evaluate_regression(reference, prediction) -> EvaluationSummary:
                         "absolute_error": abs(value - targets[case]), "missing": case not in predicted})
     truth, guesses = [r["target"] for r in records], [r["prediction"] for r in records]
     aggregate = {"mae": metrics.mean_absolute_error(truth, guesses), "pearson_r": metrics.pearson_r(truth, guesses)}
-    return EvaluationSummary("regression", records, aggregate, missing, MISSING_POLICY["regression"], extra,
-                             str(reference), str(prediction))
+    return EvaluationSummary("regression", records, aggregate, missing, MISSING_RULES["regression"], extra,
+                             str(reference), str(prediction), policies=policy_record("regression"))
 
 
 def evaluate(task: str, reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
-             positive_class=None, progress: bool = True) -> EvaluationSummary:
+             positive_class=None, progress: bool = True, empty_pair: str = DEFAULT_EMPTY_PAIR) -> EvaluationSummary:
     """Score PRED against REF for one task (see case_files for the accepted layouts)."""
     check_task(task)
+    check_empty_pair(empty_pair)
     if task == "classification":
         return evaluate_classification(reference, prediction, positive_class)
     if task == "segmentation":
-        return evaluate_segmentation(reference, prediction, nsd_tolerance_mm, progress)
+        return evaluate_segmentation(reference, prediction, nsd_tolerance_mm, progress, empty_pair)
     return evaluate_regression(reference, prediction)

@@ -2,14 +2,19 @@
 
 Per-case records (what the ranker resamples):
 - classification: {case_id, label, probability, missing}; AUROC is computed on the whole set.
-- segmentation:   {case_id, dice, nsd, missing}; the task's Dice and NSD are case means.
+- segmentation:   {case_id, dice, nsd, missing}; the task's Dice and NSD are case means. Under the
+                  "exclude" empty-pair policy an empty pair has dice and nsd null, left out of the means.
 - regression:     {case_id, target, prediction, absolute_error, missing}; MAE and Pearson r on the set.
+Scoring rules: `missing_policy` (this task's missing-case rule), `empty_pair` (segmentation: "score" or
+"exclude") and `policies` (every task's missing-case rule and the empty-pair rule, in words); see
+policies.py.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fomo_nn.evaluation.policies import EMPTY_PAIR_POLICIES
 from fomo_nn.evaluation.task_metrics import TASKS
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import read_json, write_json_atomic
@@ -26,7 +31,7 @@ PER_CASE_FIELDS = {
 class EvaluationSummary:
     task: str
     per_case: list[dict]
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)  # None: no case scored (empty pairs excluded)
     missing_cases: list[str] = field(default_factory=list)
     missing_policy: str = ""
     extra_cases: list[str] = field(default_factory=list)
@@ -34,6 +39,8 @@ class EvaluationSummary:
     prediction: str = ""
     nsd_tolerance_mm: float | None = None
     positive_class: float | None = None
+    empty_pair: str | None = None  # segmentation: the empty-pair policy (policies.EMPTY_PAIR_POLICIES)
+    policies: dict = field(default_factory=dict)  # policies.policy_record
     format: str = SUMMARY_FORMAT
 
     @property
@@ -44,6 +51,8 @@ class EvaluationSummary:
         data = asdict(self)
         data["num_cases"] = len(self.per_case)
         data["num_missing"] = len(self.missing_cases)
+        if self.task == "segmentation":
+            data["num_excluded"] = sum(record["dice"] is None for record in self.per_case)
         return data
 
     def save(self, path: str | Path) -> Path:
@@ -64,7 +73,14 @@ def summary_from_dict(data: dict, source: str | Path) -> EvaluationSummary:
         if absent:
             raise BadInputError(source, f"per_case[{index}] lacks {', '.join(absent)}")
     known = {name for name in EvaluationSummary.__dataclass_fields__}
-    return EvaluationSummary(**{key: value for key, value in data.items() if key in known})
+    summary = EvaluationSummary(**{key: value for key, value in data.items() if key in known})
+    if task == "segmentation":
+        if summary.empty_pair is None:
+            summary.empty_pair = "score"  # summaries written before the option scored two empty masks 1
+        if summary.empty_pair not in EMPTY_PAIR_POLICIES:
+            raise BadInputError(source, f"empty_pair {summary.empty_pair!r} is not one of "
+                                        f"{', '.join(EMPTY_PAIR_POLICIES)}")
+    return summary
 
 
 def load_summary(path: str | Path) -> EvaluationSummary:

@@ -4,7 +4,7 @@ Network: the (pretrained) encoder + a U-Net decoder with skips (SegmentationNet)
 on by default (method setting ``deep_supervision``). Loss: nnU-Net's Dice + CE. Patches are
 centred on foreground with probability ``plans.foreground_oversampling`` (lesions are small).
 Per epoch: pseudo-Dice (true/false positives summed over all validation patches, per foreground
-class, then averaged). Final summary: per-case Dice and NSD at ``nsd_tolerance_mm`` (default 2 mm)
+class, then averaged). Final summary: per-case Dice and NSD at ``nsd_tolerance_mm`` (default: fomo_nn_evaluate's)
 with the voxel spacing of the preprocessed grid (plans.target_spacing), averaged over cases; for
 several foreground labels, per-label values are kept and the case value is their mean.
 """
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fomo_nn.evaluation.metrics import dice, normalized_surface_distance
+from fomo_nn.evaluation.scoring import DEFAULT_NSD_TOLERANCE_MM
 from fomo_nn.inference.sliding_window import first_output
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.training.finetuning.base import FinetuningTrainer
@@ -70,7 +71,7 @@ class SegmentationTrainer(FinetuningTrainer):
                                 f"segmentation labels must be 0..K-1 with background 0, got {self.plans.labels}")
 
     def default_method_settings(self) -> dict:
-        return {**super().default_method_settings(), "deep_supervision": True, "nsd_tolerance_mm": 2.0}
+        return {**super().default_method_settings(), "deep_supervision": True, "nsd_tolerance_mm": DEFAULT_NSD_TOLERANCE_MM}
 
     @property
     def num_classes(self) -> int:

@@ -1,0 +1,75 @@
+"""How cases without anything to compare are scored: empty mask pairs and missing predictions.
+
+Every summary.json records the rules it was scored with (`policy_record`), and fomo_nn_rank refuses to
+rank models scored under different empty-pair policies.
+
+Empty pair (reference and prediction masks both empty): the field disagrees, so it is an option.
+- "score" (default): Dice 1 and NSD 1 — nothing to find, nothing found — and the case counts. It keeps
+  the case set identical for every model, which the paired tests and the bootstrap rely on, and it
+  gives credit for correctly predicting no lesion.
+- "exclude": no Dice or NSD (null in per_case); the case is left out of that model's task mean, as
+  nnU-Net and Yucca do (NaN, then nanmean), and so the FOMO25 baseline's evaluator built on Yucca.
+  A model with no scored case at all has no task value and ranks last on it.
+One empty mask gives 0 under both.
+
+Missing prediction (a reference case the model gave no output for): one rule per task. None reads
+the reference, and none can beat a trivial answer the model could have submitted itself.
+- classification: probability 0.5, the uninformative "don't know"; it ties with every other 0.5.
+- segmentation: Dice 0 and NSD 0, the worst value of both, whatever the reference holds (a missing
+  case is a failure, never excluded, also under "exclude").
+- regression: the mean of the model's own predictions on the other reference cases. MAE has no worst
+  value, and any fixed age (0, say) can raise Pearson r when the missing case happens to sit at that
+  end; at the model's own mean the case leaves the covariance unchanged and adds only target
+  variance, so |r| can only shrink, and MAE is what submitting that constant would have scored. The
+  old rule (mean of the reference targets) used the answers and rewarded a poor model for failing.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+EMPTY_PAIR_POLICIES = {
+    "score": "a case whose reference and prediction masks are both empty scores Dice 1 and NSD 1 "
+             "(nothing to find, nothing found) and counts in the task mean",
+    "exclude": "a case whose reference and prediction masks are both empty has no Dice or NSD (null) and is "
+               "left out of that model's task mean, as in nnU-Net and Yucca",
+}
+DEFAULT_EMPTY_PAIR = "score"
+
+MISSING_PROBABILITY = 0.5
+MISSING_MASK_SCORE = 0.0
+MISSING_RULES = {
+    "classification": "a case without a prediction gets probability 0.5: uninformative, it ties with every "
+                      "other 0.5 and orders nothing",
+    "segmentation": "a case without a prediction scores Dice 0 and NSD 0 (the worst value of both, whatever "
+                    "the reference holds; never excluded)",
+    "regression": "a case without a prediction is predicted as the mean of the model's own predictions on the "
+                  "other reference cases (no reference value is used; |Pearson r| can only shrink)",
+}
+
+
+def check_empty_pair(policy: str) -> str:
+    if policy not in EMPTY_PAIR_POLICIES:
+        raise ValueError(f"unknown empty-pair policy {policy!r}; expected one of {', '.join(EMPTY_PAIR_POLICIES)}")
+    return policy
+
+
+def empty_pair_value(policy: str) -> float:
+    """Dice and NSD of two empty masks: 1 ("score") or NaN, meaning not scored ("exclude")."""
+    return 1.0 if check_empty_pair(policy) == "score" else float("nan")
+
+
+def missing_regression_value(submitted) -> float:
+    """The regression fill-in: the mean of the model's predictions on the reference cases it answered."""
+    submitted = np.asarray(submitted, dtype=np.float64)
+    if submitted.size == 0:
+        raise ValueError("no reference case has a prediction, so there is no prediction to fill missing cases with")
+    return float(submitted.mean())
+
+
+def policy_record(task: str, empty_pair: str | None = None) -> dict:
+    """What summary.json stores under "policies": every task's missing-case rule and, for segmentation,
+    the empty-pair rule used."""
+    record = {"missing_case": dict(MISSING_RULES)}
+    if task == "segmentation":
+        record["empty_pair"] = {"policy": check_empty_pair(empty_pair), "rule": EMPTY_PAIR_POLICIES[empty_pair]}
+    return record
