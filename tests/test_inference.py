@@ -13,7 +13,7 @@ from torch import nn
 from fomo_nn.cli.predict import main as predict_main
 from fomo_nn.inference.case_prediction import TargetNormalization
 from fomo_nn.inference.inputs import discover_cases
-from fomo_nn.inference.model_folder import load_ensemble, model_folder_from_dataset
+from fomo_nn.inference.model_folder import ModelFolderName, load_ensemble, model_folder_from_dataset
 from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
 from fomo_nn.io import BadInputError
 from fomo_nn.networks import build_finetuning_network
@@ -28,12 +28,12 @@ TASK_CHANNELS = {"classification": ["dwi_b1000", "flair", "adc", "swi_or_t2s"],
 
 # ------------------------------------------------------------------------------------------------ builders
 def write_model(root: Path, task_type: str, channel_names=None, folds=(0, 1), patch=(32, 32, 32),
-                trainer: str | None = None) -> Path:
+                trainer: str | None = None, tag: str | None = None) -> Path:
     """A model folder as the finetuning trainers write it (random weights, a different seed per fold)."""
     channel_names = channel_names or TASK_CHANNELS[task_type]
     plans = tiny_plans(task_type, list(channel_names), patch=patch)
     trainer = trainer or task_type
-    folder = Path(root) / "Dataset900_Tiny" / f"{trainer}__{plans.plans_name}__{plans.configuration}"
+    folder = Path(root) / "Dataset900_Tiny" / str(ModelFolderName(trainer, plans.plans_name, plans.configuration, tag))
     for fold in folds:
         torch.manual_seed(100 + fold)
         network = build_finetuning_network(plans)
@@ -297,6 +297,34 @@ def test_model_folder_from_dataset_prefers_default_trainer(tmp_path):
     assert model_folder_from_dataset("Dataset900_Tiny", trainer="classification_linear", results_root=root) == other
     with pytest.raises(BadInputError, match="no model folder matches"):
         model_folder_from_dataset(900, plans_name="otherPlans", results_root=root)
+
+
+def test_a_tagged_model_is_found_by_its_tag(tmp_path):
+    root = tmp_path / "results"
+    tagged = write_model(root, "classification", folds=(0,), tag="mae")
+    assert tagged.name == "classification__fomo_nnPlans__3d_fullres__mae"
+    assert model_folder_from_dataset(900, results_root=root) == tagged  # the only model: found without --tag
+    untagged = write_model(root, "classification", folds=(0,))
+    assert model_folder_from_dataset(900, results_root=root) == untagged  # no --tag: the untagged one
+    assert model_folder_from_dataset(900, tag="mae", results_root=root) == tagged
+    write_model(root, "classification", folds=(0,), tag="scratch")
+    assert model_folder_from_dataset(900, tag="scratch", results_root=root).name.endswith("__scratch")
+    with pytest.raises(BadInputError, match="no model folder matches.*tag=dino"):
+        model_folder_from_dataset(900, tag="dino", results_root=root)
+    with pytest.raises(ValueError, match="not a valid model-folder tag"):
+        model_folder_from_dataset(900, tag="../x", results_root=root)
+
+
+def test_predict_with_dataset_and_tag(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "results"
+    tagged = write_model(root, "regression", folds=(0,), tag="mae")
+    monkeypatch.setenv("fomo_nn_results", str(root))
+    write_fomo_subject(tmp_path / "in", "sub_1", ["t1", "t2"])
+    arguments = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "900", "--no-progress"]
+    assert predict_main(arguments + ["--tag", "mae"]) == 0
+    assert f"model {tagged}" in capsys.readouterr().err and (tmp_path / "out" / "sub_1.txt").is_file()
+    assert predict_main(arguments + ["--tag", "other"]) == 2
+    assert "tag=other" in capsys.readouterr().err
 
 
 def test_missing_fold_and_mismatched_folds_are_refused(tmp_path):

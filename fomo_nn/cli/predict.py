@@ -1,6 +1,6 @@
 """fomo_nn_predict: apply a trained model to new scans (folder mode) or to one case (FOMO25 challenge mode).
 
-Folder mode:    fomo_nn_predict -i IN -o OUT (-d DATASET [-tr TRAINER] [-p PLANS] | -m MODEL_DIR) [-f 0 1 ...]
+Folder mode:    fomo_nn_predict -i IN -o OUT (-d DATASET [-tr TRAINER] [-p PLANS] [--tag TAG] | -m MODEL_DIR) [-f 0 1 ...]
 Challenge mode: fomo_nn_predict --task {1,2,3} -m MODEL_DIR --flair F ... --output OUT
 """
 from __future__ import annotations
@@ -32,11 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output folder")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("-d", "--dataset", help="dataset id or name; the model folder is found in fomo_nn_results")
-    model.add_argument("-m", "--model", dest="model_dir", help="model folder <trainer>__<plans>__<configuration>")
+    model.add_argument("-m", "--model", dest="model_dir",
+                       help="model folder <trainer>__<plans>__<configuration>[__<tag>]")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to ensemble (default: all present)")
     parser.add_argument("-tr", "--trainer", help="trainer name (with -d; default: the task's default trainer)")
     parser.add_argument("-p", "--plans", dest="plans_name", help="plans name (with -d)")
     parser.add_argument("-c", "--configuration", default=None, help="configuration (with -d; default 3d_fullres)")
+    parser.add_argument("--tag", help="the model folder's tag, as given to fomo_nn_train --tag (with -d; default: "
+                                      "the untagged folder, else the only tagged one)")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="mirroring test-time augmentation (default: on for segmentation, off otherwise)")
@@ -71,11 +74,11 @@ def run_folder_mode(args, parser) -> int:
 
     if not 0 < args.step <= 1:
         parser.error(f"--step must be in (0, 1], got {args.step}")
-    if args.model_dir and (args.trainer or args.plans_name or args.configuration):
-        parser.error("-tr/-p/-c choose a model folder with -d; with -m the folder is given")
+    if args.model_dir and (args.trainer or args.plans_name or args.configuration or args.tag):
+        parser.error("-tr/-p/-c/--tag choose a model folder with -d; with -m the folder is given")
     try:
         model_dir = args.model_dir or model_folder_from_dataset(args.dataset, args.trainer, args.plans_name,
-                                                                args.configuration)
+                                                                args.configuration, tag=args.tag)
         ensemble = load_ensemble(model_dir, args.folds, args.checkpoint, choose_device(args.device))
         cases = discover_cases(args.input, ensemble.plans.channel_names)
     except (BadInputError, FileNotFoundError, RuntimeError, ValueError) as error:

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load a pretrained encoder even if some keys/shapes do not match (reported)")
     parser.add_argument("--continue", dest="continue_training", action="store_true",
                         help="resume from checkpoint_latest.pth")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a fold folder that holds checkpoints (they are deleted); without it "
+                             "or --continue such a folder is refused")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--iters-per-epoch", type=int, dest="iterations_per_epoch")
@@ -52,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "logged every --probe-every epochs and before the first step (repeatable)")
     parser.add_argument("--probe-every", type=int, default=1, help="epochs between online-probe measurements")
     parser.add_argument("-p", "--plans", help="path to a plans.json other than the preprocessed dataset's")
-    parser.add_argument("--tag", help="suffix of the model folder, to keep variants apart "
-                                      "(e.g. --tag mae -> classification__fomo_nnPlans__3d_fullres__mae)")
+    parser.add_argument("--tag", help="suffix of the model folder, to keep variants apart (letters, digits, . _ -; "
+                                      "e.g. --tag mae -> classification__fomo_nnPlans__3d_fullres__mae)")
     parser.add_argument("--output", help="fold folder (default: fomo_nn_results/<dataset>/"
                                          "<trainer>__<plans>__<configuration>[__<tag>]/fold_X)")
     return parser
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
                        validation_iterations=args.validation_iterations, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, num_workers=args.num_workers,
                        checkpoint_every=args.checkpoint_every, seed=args.seed, compile=args.compile,
-                       continue_training=args.continue_training, pretrained=args.pretrained,
+                       continue_training=args.continue_training, overwrite=args.overwrite, pretrained=args.pretrained,
                        allow_partial=args.allow_partial, method=dict(args.settings), training=training,
                        probe_datasets=args.probe_datasets, probe_every=args.probe_every)
     except (BadInputError, FileNotFoundError, KeyError, ValueError) as error:

@@ -1,12 +1,14 @@
 """Find a trained model (folds and checkpoints) and rebuild its networks from the checkpoints' plans.
 
-A model folder is `fomo_nn_results/DatasetNNN_X/<trainer>__<plans_name>__<configuration>/` with
-`plans.json` and `fold_K/checkpoint_{final,best}.pth`. Each checkpoint carries the plans it was
-trained with; the network is rebuilt from those (never re-derived) and the preprocessing of every
-fold must agree, because a case is preprocessed once and fed to every fold.
+A model folder is `fomo_nn_results/DatasetNNN_X/<trainer>__<plans_name>__<configuration>[__<tag>]/`
+(named by `ModelFolderName`, which training uses too) with `plans.json` and
+`fold_K/checkpoint_{final,best}.pth`. Each checkpoint carries the plans it was trained with; the
+network is rebuilt from those (never re-derived) and the preprocessing of every fold must agree,
+because a case is preprocessed once and fed to every fold.
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,44 +49,99 @@ def fold_sort_key(fold: str):
     return (0, int(fold)) if fold.isdigit() else (1, fold)
 
 
-def split_model_folder_name(name: str) -> tuple[str, str, str] | None:
-    """`segmentation__fomo_nnPlans__3d_fullres` -> (trainer, plans_name, configuration)."""
-    parts = name.split("__")
-    return tuple(parts) if len(parts) == 3 and all(parts) else None
+SEPARATOR = "__"
+TAG_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _is_name(part: str) -> bool:
+    return bool(TAG_PATTERN.fullmatch(part)) and part not in (".", "..") and SEPARATOR not in part
+
+
+def check_tag(tag: str) -> str:
+    """A tag is a name inside the results folder, never a path (`x/../..` would write elsewhere)."""
+    if not _is_name(tag):
+        raise ValueError(f"--tag {tag!r} is not a valid model-folder tag: use letters, digits, '.', '_' and '-' "
+                         f"(not '.', '..' or {SEPARATOR!r}), e.g. --tag mae")
+    return tag
+
+
+@dataclass(frozen=True)
+class ModelFolderName:
+    """`<trainer>__<plans>__<configuration>[__<tag>]`: the one name training writes and inference finds;
+    the tag keeps variants apart (e.g. MAE- and scratch-finetuned)."""
+
+    trainer: str
+    plans: str
+    configuration: str
+    tag: str | None = None
+
+    def __post_init__(self):
+        for field_name in ("trainer", "plans", "configuration"):
+            value = getattr(self, field_name)
+            if not _is_name(value):  # e.g. a plans_name edited in plans.json: the name could not be read back
+                raise ValueError(f"{field_name} name {value!r} cannot be part of a model folder name: use letters, "
+                                 f"digits, '.', '_' and '-' (not {SEPARATOR!r})")
+        if self.tag is not None:
+            check_tag(self.tag)
+
+    @classmethod
+    def parse(cls, name: str) -> "ModelFolderName | None":
+        """The parts of a model folder's name, or None for a folder that is not one."""
+        parts = name.split(SEPARATOR)
+        if len(parts) not in (3, 4) or not all(parts):
+            return None
+        try:
+            return cls(*parts)
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        name = SEPARATOR.join((self.trainer, self.plans, self.configuration))
+        return f"{name}{SEPARATOR}{self.tag}" if self.tag else name
 
 
 def model_folder_from_dataset(dataset, trainer: str | None = None, plans_name: str | None = None,
-                              configuration: str | None = None, results_root: Path | None = None) -> Path:
-    """The model folder of a dataset in the results root, chosen by -tr / -p / configuration.
+                              configuration: str | None = None, results_root: Path | None = None,
+                              tag: str | None = None) -> Path:
+    """The model folder of a dataset in the results root, chosen by -tr / -p / configuration / --tag.
 
     When several match and no trainer was named, the task's default trainer (segmentation,
-    classification or regression) wins; anything still ambiguous is an error listing the choices.
+    classification or regression) wins; without --tag the untagged folder wins over tagged variants;
+    anything still ambiguous is an error listing the choices.
     """
+    if tag is not None:
+        check_tag(tag)
     root = Path(results_root) if results_root is not None else paths.results_root()
     name = paths.resolve_dataset_name(dataset, [root] if results_root is not None else None)
     dataset_dir = root / name
     if not dataset_dir.is_dir():
         raise BadInputError(dataset_dir, "no trained models for this dataset (folder is missing)")
-    candidates = []
+    wanted = (trainer, plans_name, configuration or DEFAULT_CONFIGURATION)
+    candidates: list[tuple[Path, ModelFolderName]] = []
     for folder in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
-        parts = split_model_folder_name(folder.name)
-        if parts is None:
+        parsed = ModelFolderName.parse(folder.name)
+        if parsed is None:
             continue
-        wanted = (trainer, plans_name, configuration or DEFAULT_CONFIGURATION)
-        if all(w is None or w.lower() == p.lower() for w, p in zip(wanted, parts)):
-            candidates.append(folder)
+        fields = (parsed.trainer, parsed.plans, parsed.configuration)
+        if not all(w is None or w.lower() == f.lower() for w, f in zip(wanted, fields)):
+            continue
+        if tag is None or (parsed.tag or "").lower() == tag.lower():  # no --tag: any, the untagged preferred below
+            candidates.append((folder, parsed))
     if len(candidates) > 1 and trainer is None:
-        defaults = [c for c in candidates if split_model_folder_name(c.name)[0] in DEFAULT_TRAINERS]
-        candidates = defaults or candidates
+        candidates = [c for c in candidates if c[1].trainer in DEFAULT_TRAINERS] or candidates
+    if len(candidates) > 1 and tag is None:
+        candidates = [c for c in candidates if c[1].tag is None] or candidates
     if not candidates:
         present = ", ".join(p.name for p in dataset_dir.iterdir() if p.is_dir()) or "none"
         raise BadInputError(dataset_dir, f"no model folder matches trainer={trainer or 'any'}, "
                                          f"plans={plans_name or 'any'}, configuration="
-                                         f"{configuration or DEFAULT_CONFIGURATION} (present: {present})")
+                                         f"{configuration or DEFAULT_CONFIGURATION}, tag={tag or 'any'} "
+                                         f"(present: {present})")
     if len(candidates) > 1:
         raise BadInputError(dataset_dir, "several model folders match: "
-                                         f"{', '.join(c.name for c in candidates)}; choose one with -tr/-p or -m")
-    return candidates[0]
+                                         f"{', '.join(c[0].name for c in candidates)}; choose one with -tr/-p/--tag "
+                                         "or -m")
+    return candidates[0][0]
 
 
 def checkpoint_name(checkpoint: str) -> str:

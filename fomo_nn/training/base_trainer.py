@@ -21,8 +21,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
-from fomo_nn.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from fomo_nn.training.checkpoint import (capture_rng_state, load_checkpoint, remove_partial_files, restore_rng_state,
+                                         save_checkpoint)
 from fomo_nn.training.data.batch_sources import PatchSource
 from fomo_nn.training.data.loader import make_loader, step_seed
 from fomo_nn.training.data.preprocessed import PreprocessedCase, list_preprocessed_cases
@@ -32,6 +34,9 @@ from fomo_nn.training.schedules import lr_multiplier
 from fomo_nn.utils.files import write_json_atomic
 
 VALIDATION_STREAM = 1
+# a run's checkpoints; the first two (a finished or resumable run) are never replaced without --overwrite
+FOLD_CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+PROTECTED_CHECKPOINTS = FOLD_CHECKPOINTS[:2]
 
 
 @dataclass
@@ -48,6 +53,7 @@ class TrainerOptions:
     learning_rate: float | None = None
     seed: int | None = None
     continue_training: bool = False
+    overwrite: bool = False  # start afresh in a fold folder that holds checkpoints (they are deleted)
     compile: bool = False
     pretrained: str | None = None
     allow_partial: bool = False
@@ -56,6 +62,11 @@ class TrainerOptions:
     probe_every: int = 1  # epochs between online-probe measurements
     method: dict = field(default_factory=dict)  # method/head settings overriding plans.method
     training: dict = field(default_factory=dict)  # any other TrainingPlan field, e.g. freeze_encoder_epochs
+
+    def __post_init__(self):
+        if self.continue_training and self.overwrite:
+            raise ValueError("--continue and --overwrite contradict each other: resume the run in the fold folder "
+                             "or start it afresh, not both")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -243,6 +254,7 @@ class BaseTrainer(ABC):
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def setup(self) -> None:
+        resume_state = self._claim_output_folder()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._seed_everything()
         cases = list_preprocessed_cases(self.preprocessed_dir / self.plans.configuration)
@@ -259,14 +271,13 @@ class BaseTrainer(ABC):
         warmup = self.warmup_epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_multiplier(self.training.schedule, s, self.total_steps, warmup))
+        if resume_state is not None:
+            self._restore(*resume_state)
         if self.dist.is_main:
-            self.log = ProgressLog(self.output_dir)
-            if not self.options.continue_training:
-                self.log.truncate_after(0)  # a new run: an earlier run's epochs in this folder are not its own
+            # a run without a checkpoint to resume from starts a fresh log (a killed run's epochs are not its own)
+            self.log = ProgressLog(self.output_dir, self.start_epoch if resume_state is not None else None)
             # the model folder carries its own plans: inference reads them instead of re-deriving
             write_json_atomic(self.output_dir.parent / "plans.json", self.plans.to_json())
-        if self.options.continue_training:
-            self._resume()
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         groups = self.parameter_groups()
@@ -286,23 +297,60 @@ class BaseTrainer(ABC):
                 "options": self.options.to_json(), "rng": capture_rng_state(), "best_metric": self.best_metric,
                 "metric_name": self.metric_name, "extra": self.extra_state(), **self.checkpoint_record()}
 
-    def _resume(self) -> None:
+    def _claim_output_folder(self) -> tuple[Path, dict] | None:
+        """What this run does with its fold folder, decided before any work: the checkpoint to resume
+        (--continue), or a fresh start. A finished or resumable earlier run is that run's work: a fresh
+        start over it needs --overwrite, never happens silently (a checkpoint_best.pth alone is what a run
+        killed before its first resumable checkpoint left; a fresh start replaces it). Returns the
+        checkpoint to resume from (path, state), or None."""
+        if self.dist.is_main:
+            remove_partial_files(self.output_dir)
+        if self.options.continue_training:
+            return self._resume_state()
+        protected = [name for name in PROTECTED_CHECKPOINTS if (self.output_dir / name).is_file()]
+        if protected and not self.options.overwrite:
+            which = "a finished" if "checkpoint_final.pth" in protected else "an unfinished"
+            raise BadInputError(self.output_dir, f"holds {which} training ({', '.join(protected)}); resume it with "
+                                                 "--continue, or start afresh with --overwrite (deletes its "
+                                                 "checkpoints and log)")
+        existing = [name for name in FOLD_CHECKPOINTS if (self.output_dir / name).is_file()]
+        if existing and self.dist.is_main:
+            for name in existing:
+                (self.output_dir / name).unlink(missing_ok=True)
+            print(f"[fomo_nn] fresh start: deleted {', '.join(existing)} of an earlier run in {self.output_dir}",
+                  file=sys.stderr)
+        return None
+
+    def _resume_state(self) -> tuple[Path, dict] | None:
+        """checkpoint_latest.pth if it was written by this trainer for this task (None: there is none)."""
         path = self.output_dir / "checkpoint_latest.pth"
         if not path.is_file():
             print(f"[fomo_nn] --continue: no {path.name} in {self.output_dir}, starting from scratch", file=sys.stderr)
-            return
+            return None
         state = load_checkpoint(path)
-        if state.get("trainer") != self.name:
-            raise RuntimeError(f"{path} was written by trainer {state.get('trainer')!r}, not {self.name!r}")
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        written_by = state.get("trainer")
+        task = (state.get("plans") or {}).get("task_type") if isinstance(state.get("plans"), dict) else None
+        if written_by != self.name or (task is not None and task != self.plans.task_type):
+            raise BadInputError(path, f"was written by trainer {written_by!r} ({task or 'unknown'} task), but "
+                                      f"--continue asked for trainer {self.name!r} ({self.plans.task_type} task); "
+                                      f"resume with -tr {written_by}, or train {self.name!r} into another folder "
+                                      "(or afresh here with --overwrite)")
+        return path, state
+
+    def _restore(self, path: Path, state: dict) -> None:
+        try:
+            self.network.load_state_dict(state["network"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            detail = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+            raise BadInputError(path, f"does not fit the network and optimizer these plans and settings build "
+                                      f"({type(error).__name__}: {detail}); resume with the settings it was trained "
+                                      "with, or start afresh with --overwrite") from None
         restore_rng_state(state["rng"])
         self.load_extra_state(state.get("extra", {}))
         self.start_epoch = int(state["epoch"])
         self.best_metric = state.get("best_metric")
-        if self.log is not None:
-            self.log.truncate_after(self.start_epoch)
         print(f"[fomo_nn] resumed from {path} at epoch {self.start_epoch}", file=sys.stderr)
 
     def _save(self, name: str, epoch: int) -> None:

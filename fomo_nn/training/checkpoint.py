@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,22 @@ from fomo_nn.utils.files import write_atomically
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     return write_atomically(path, lambda temp: torch.save(state, temp), ".pth.part")
+
+
+def remove_partial_files(folder: str | Path) -> list[Path]:
+    """Delete the temporaries (`.NAME.XXXX[.pth].part`) a kill during an atomic save left in `folder`.
+
+    Called when a training starts in its fold folder: no save of this run is in flight yet, and a
+    leftover is never a usable file (the atomic rename did not happen).
+    """
+    folder = Path(folder)
+    removed = sorted(p for p in folder.glob(".*.part") if p.is_file()) if folder.is_dir() else []
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        print(f"[fomo_nn] removed {len(removed)} unfinished save(s) of an interrupted run in {folder}: "
+              f"{', '.join(p.name for p in removed)}", file=sys.stderr)
+    return removed
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -6,16 +6,23 @@ first before any step) and plots its curves beside the loss.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+from fomo_nn.io.errors import BadInputError
 
 
 class ProgressLog:
-    def __init__(self, output_dir: str | Path):
+    """The logs of one fold folder. `resume_epoch` None: a fresh run, whose log starts empty (an
+    earlier run's lines are not its own); an epoch: a resumed run, which keeps what came before it."""
+
+    def __init__(self, output_dir: str | Path, resume_epoch: int | None = None):
         self.path = Path(output_dir) / "training_log.jsonl"
         self.probe_path = Path(output_dir) / "online_probe.jsonl"
         self.plot_path = Path(output_dir) / "progress.png"
-        self.records = _read_jsonl(self.path)
-        self.probe_records = _read_jsonl(self.probe_path)
+        self.records = _read_jsonl(self.path) if resume_epoch is not None else []
+        self.probe_records = _read_jsonl(self.probe_path) if resume_epoch is not None else []
+        self.truncate_after(resume_epoch or 0)
 
     def truncate_after(self, epoch: int) -> None:
         """Forget epochs a resumed run will redo (they were logged after the checkpoint)."""
@@ -84,6 +91,26 @@ class ProgressLog:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines log. A torn last line (a kill mid-write: unparsable, no newline after
+    it) is dropped with a warning; any other bad line is not a kill's doing, so it is refused with the
+    file and line named."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(errors="replace")
+    torn_possible = not text.endswith("\n")
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    records = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as error:
+            if index == len(lines) - 1 and torn_possible:
+                print(f"[fomo_nn] warning: {path}: dropping torn last line {number} (an interrupted write)",
+                      file=sys.stderr)
+                break
+            raise BadInputError(path, f"line {number} is not a log record ({error}); fix or delete that line, "
+                                      "or start afresh with --overwrite") from None
+        records.append(record)
+    return records

@@ -3,7 +3,9 @@
 Accepted files: a pretraining checkpoint (``network`` = the whole pretraining model's state dict,
 encoder keys under ``encoder.``), an exported encoder (``fomo_nn_export_encoder``: the encoder
 state dict under ``encoder`` or ``network``), each with ``plans`` and/or the adaptation record
-(under ``adaptation_record`` or ``adaptation``), or a bare state dict. The official FOMO25
+(under ``adaptation_record`` or ``adaptation``), or a bare state dict. A supervised (finetuned)
+checkpoint is accepted too, because transfer from a supervised model is a legitimate baseline: its
+encoder is used, its decoder/head is not, and the log and report say so. The official FOMO25
 baseline dropped mismatched weights silently; here a mismatch is an error naming keys and shapes,
 unless partial loading is asked for, and the report is saved.
 """
@@ -22,6 +24,16 @@ from fomo_nn.training.checkpoint import load_checkpoint
 TOPOLOGY_FIELDS = ("encoder", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
 REPORT_FILE = "pretrained_weights_report.json"
 ADAPTATION_KEYS = ("adaptation_record", "adaptation")
+SUPERVISED_TASKS = ("classification", "segmentation", "regression")
+
+
+def supervised_source(state: dict) -> dict | None:
+    """{'task', 'trainer'} when the checkpoint is a finetuned (supervised) model, else None."""
+    plans = state.get("plans")
+    task = plans.get("task_type") if isinstance(plans, dict) else None
+    if task not in SUPERVISED_TASKS:
+        return None
+    return {"task": task, "trainer": state.get("trainer")}
 
 
 def pretrained_state_dict(state: dict, path: str | Path) -> dict[str, torch.Tensor]:
@@ -98,6 +110,7 @@ def load_pretrained_encoder(network: nn.Module, checkpoint: str | Path, network_
         "topology_differences": differences,
         "pretraining": adaptation.get("pretraining"),
         "data_provenance": adaptation.get("data_provenance"),
+        "supervised_source": supervised_source(state),
     }
     if differences:
         report["hint"] = plans_like_hint(path, differences).lstrip(". ")
@@ -110,6 +123,11 @@ def describe_report(report: dict) -> str:
             f"unexpected {counts['unexpected']}, shape-mismatched {counts['shape_mismatch']}")
     if report["stem_expanded"]:
         text += " (single-channel stem expanded to the input channels)"
+    source = report.get("supervised_source")
+    if source:
+        text += (f"\n[fomo_nn] note: {report['checkpoint']} is a supervised {source['task']} checkpoint (trainer "
+                 f"{source['trainer']!r}), not a pretraining one: its encoder is used, its "
+                 f"{'decoder' if source['task'] == 'segmentation' else 'head'} is not")
     if report.get("hint"):
         text += f"\n[fomo_nn] warning: {report['hint']}"
     return "[fomo_nn] " + text
