@@ -30,10 +30,8 @@ setup(
         "scipy>=1.10",
         "nibabel>=5.0",
         "SimpleITK>=2.2",
-        "batchgenerators>=0.25",
         "batchgeneratorsv2>=0.2",
-        "dynamic-network-architectures>=0.4",
-        "acvl-utils>=0.2",
+        "dynamic-network-architectures>=0.4",  # pulls timm -> torchvision -> its torch: see README, GPU install
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "scikit-learn>=1.2",  # the probes (fomo_nn.probing) and the probe-initialised heads

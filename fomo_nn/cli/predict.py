@@ -21,7 +21,9 @@ outputs: segmentation CASE.nii.gz in the input's exact grid (+ CASE.npz and CASE
 --save-probabilities); classification CASE.txt (probability of the positive class) and predictions.csv
 (case_id,value,prob_<class>...); regression CASE.txt (the value in the target's unit) and predictions.csv
 (case_id,value). Cases whose outputs exist are skipped unless --overwrite. A bad case is reported and the
-others are still predicted; the exit status is 1 when any case failed.
+others are still predicted; the exit status is 1 when any case failed. OUT is created and test-written before
+any model or case is read, and must lie outside IN (a rerun would read the outputs as a new case). A full disk
+stops the run ("no space left on <path>"); rerun after freeing space to predict the rest.
 """
 
 
@@ -62,20 +64,44 @@ def print_summary(report) -> None:
     parts = [f"{len(report.predicted)} predicted", f"{len(report.skipped)} skipped (outputs exist)"]
     if report.failed:
         parts.append(f"{len(report.failed)} FAILED")
+    if report.stopped:
+        parts.append(f"{len(report.unfinished)} left for a rerun (stopped early, see above)")
     print(f"[{PROG}] " + ", ".join(parts), file=sys.stderr)
     for message in report.failed.values():
         print(f"[{PROG}]   failed {message}", file=sys.stderr)
 
 
+def output_folder_problem(input_dir: str, output_dir: str) -> str | None:
+    """Why OUT cannot take predictions (checked before any model or case is read), else None.
+
+    OUT inside IN is refused: a rerun would read the predictions as a case of the input.
+    """
+    from fomo_nn.utils.files import ensure_writable_folder, is_inside
+
+    if is_inside(output_dir, input_dir):
+        return (f"{output_dir}: the output folder lies inside the input folder {input_dir} (symlinks resolved); "
+                "a rerun would read the predictions as input: choose an output folder outside it")
+    try:
+        ensure_writable_folder(output_dir)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def run_folder_mode(args, parser) -> int:
     from fomo_nn.inference.inputs import discover_cases
-    from fomo_nn.inference.model_folder import choose_device, load_ensemble, model_folder_from_dataset
+    from fomo_nn.inference.model_folder import load_ensemble, model_folder_from_dataset
     from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
+    from fomo_nn.utils.device import choose_device
 
     if not 0 < args.step <= 1:
         parser.error(f"--step must be in (0, 1], got {args.step}")
     if args.model_dir and (args.trainer or args.plans_name or args.configuration or args.tag):
         parser.error("-tr/-p/-c/--tag choose a model folder with -d; with -m the folder is given")
+    problem = output_folder_problem(args.input, args.output)
+    if problem:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         model_dir = args.model_dir or model_folder_from_dataset(args.dataset, args.trainer, args.plans_name,
                                                                 args.configuration, tag=args.tag)

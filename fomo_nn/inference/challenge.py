@@ -26,10 +26,11 @@ import numpy as np
 
 from fomo_nn.inference.export import CaseOutputs, label_values
 from fomo_nn.inference.inputs import InferenceCase, channel_candidates
-from fomo_nn.inference.model_folder import CHECKPOINT_CHOICES, choose_device, load_ensemble
+from fomo_nn.inference.model_folder import CHECKPOINT_CHOICES, load_ensemble
 from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
 from fomo_nn.io import BadInputError
 from fomo_nn.plans import load_plans
+from fomo_nn.utils.device import choose_device
 from fomo_nn.utils.files import write_atomically
 
 SEQUENCES = ("flair", "adc", "dwi_b1000", "swi", "t2s", "t1", "t2")

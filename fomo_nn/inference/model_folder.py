@@ -177,14 +177,6 @@ def find_checkpoints(model_dir: str | Path, folds=None, checkpoint: str = "final
     return found
 
 
-def choose_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but no CUDA device is available")
-    return torch.device(requested)
-
-
 def load_fold(fold: str, path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
     """One fold's network rebuilt from its checkpoint's plans, in eval mode on `device`."""
     model = load_trained_model(path, device)

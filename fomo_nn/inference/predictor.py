@@ -4,7 +4,9 @@ While the network predicts case i, a small thread pool reads and preprocesses ca
 exports case i-1 (numpy, zlib and file I/O release the GIL, so threads overlap without copying
 volumes between processes). Folds are ensembled by averaging what they output: class
 probabilities per voxel (segmentation), class probabilities (classification), values in the
-target's unit (regression). A bad case is reported with its reason and the run goes on.
+target's unit (regression). A bad case is reported with its reason and the run goes on; a full
+disk stops the run with one message (every later case would fail the same way), keeping what was
+written, so a rerun after freeing space resumes with the unfinished cases.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from fomo_nn.inference.model_folder import ModelEnsemble
 from fomo_nn.io import BadInputError
 from fomo_nn.io.image_io import file_ending
 from fomo_nn.preprocessing.case_preprocessing import preprocess_loaded
+from fomo_nn.utils.files import is_no_space, no_space_error
 
 
 @dataclass
@@ -60,10 +63,12 @@ class RunReport:
     failed: dict[str, str] = field(default_factory=dict)  # case id -> reason
     warnings: list[str] = field(default_factory=list)
     values: dict[str, object] = field(default_factory=dict)  # case id -> csv row (classification/regression)
+    stopped: str | None = None  # why the run stopped before the last case ("no space left on <path>")
+    unfinished: list[str] = field(default_factory=list)  # cases a rerun still has to predict after a stop
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.stopped is None
 
 
 def cpu_supports_bf16() -> bool:
@@ -156,8 +161,14 @@ class EnsemblePredictor:
 
         report = self.run(cases, lambda case: self.outputs_for(case, output_dir), skip=skip,
                           on_row=on_row if csv_path else None)
-        if csv_path is not None and rows:
-            export.write_predictions_csv(csv_path, rows, header, order)
+        if csv_path is not None and rows and report.stopped is None:
+            try:
+                export.write_predictions_csv(csv_path, rows, header, order)
+            except OSError as error:
+                if not is_no_space(error):
+                    raise
+                self._stop(report, no_space_error(error, csv_path), [])
+                self._announce_stop(report)
         return report
 
     def run(self, cases: list[InferenceCase], outputs_for: Callable[[InferenceCase], export.CaseOutputs],
@@ -177,7 +188,7 @@ class EnsemblePredictor:
         lookahead = max(1, self.settings.num_threads - 1)
         with ThreadPoolExecutor(max_workers=max(1, self.settings.num_threads)) as pool:
             queued: deque[tuple[InferenceCase, export.CaseOutputs, Future]] = deque()
-            exports: list[tuple[InferenceCase, Future]] = []
+            exports: list[tuple[InferenceCase, export.CaseOutputs, Future]] = []
             pending = iter(todo)
 
             def refill():
@@ -189,7 +200,7 @@ class EnsemblePredictor:
 
             refill()
             progress = tqdm(total=len(todo), desc="predicting", unit="case", disable=not self.settings.progress)
-            while queued:
+            while queued and report.stopped is None:
                 case, outputs, future = queued.popleft()
                 refill()
                 try:
@@ -198,38 +209,64 @@ class EnsemblePredictor:
                         self._warn(report, f"case {case.case_id}: {warning}")
                     prediction = self.predict(prepared.data)
                 except Exception as error:  # one bad case must not stop the others
+                    if is_no_space(error):
+                        self._stop(report, no_space_error(error, outputs.primary.parent), [case.case_id])
+                        break
                     self._fail(report, case.case_id, error)
                     progress.update()
                     continue
-                exports.append((case, pool.submit(self.export, prepared, prediction, outputs)))
+                exports.append((case, outputs, pool.submit(self.export, prepared, prediction, outputs)))
                 del prepared, prediction
                 self._collect(exports, report, on_row, block=False)
                 progress.update()
+            for case, _, future in queued:
+                future.cancel()
+            if report.stopped is not None:
+                report.unfinished.extend(c.case_id for c, _, _ in queued)
+                report.unfinished.extend(c.case_id for c, _ in pending)
             self._collect(exports, report, on_row, block=True)
             progress.close()
+        if report.stopped is not None:
+            self._announce_stop(report)
         return report
 
     def _collect(self, exports: list, report: RunReport, on_row, block: bool) -> None:
         for item in list(exports):
-            case, future = item
+            case, outputs, future = item
             if not block and not future.done():
                 continue
             exports.remove(item)
             try:
                 row = future.result()
+                if row is not None and on_row is not None:
+                    on_row(case.case_id, row)
             except Exception as error:
+                if is_no_space(error):
+                    self._stop(report, no_space_error(error, outputs.primary.parent), [case.case_id])
+                    continue
                 self._fail(report, case.case_id, error)
                 continue
             report.predicted.append(case.case_id)
             if row is not None:
                 report.values[case.case_id] = row
-                if on_row is not None:
-                    on_row(case.case_id, row)
 
     @staticmethod
     def _warn(report: RunReport, message: str) -> None:
         report.warnings.append(message)
         tqdm.write(f"[fomo_nn] warning: {message}", file=sys.stderr)
+
+    @staticmethod
+    def _stop(report: RunReport, error: OSError, unfinished: list[str]) -> None:
+        """A full disk: remember the first message; the case(s) it hit are left for a rerun."""
+        if report.stopped is None:
+            report.stopped = str(error)
+        report.unfinished.extend(c for c in unfinished if c not in report.unfinished)
+
+    @staticmethod
+    def _announce_stop(report: RunReport) -> None:
+        tqdm.write(f"[fomo_nn] stopped: {report.stopped}; {len(report.predicted)} case(s) written, "
+                   f"{len(report.unfinished)} not predicted. Free space and rerun: finished cases are skipped",
+                   file=sys.stderr)
 
     @staticmethod
     def _fail(report: RunReport, case_id: str, error: Exception) -> None:

@@ -31,6 +31,7 @@ from fomo_nn.training.data.preprocessed import PreprocessedCase, list_preprocess
 from fomo_nn.training.distributed import init_distributed
 from fomo_nn.training.progress_log import ProgressLog
 from fomo_nn.training.schedules import lr_multiplier
+from fomo_nn.utils.device import choose_device
 from fomo_nn.utils.files import write_json_atomic
 
 VALIDATION_STREAM = 1
@@ -70,15 +71,6 @@ class TrainerOptions:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def choose_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but no CUDA device is available")
-    return device
 
 
 class BaseTrainer(ABC):

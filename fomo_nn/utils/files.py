@@ -1,6 +1,11 @@
-"""Atomic file writes: a reader never sees a half-written file under its final name."""
+"""Atomic file writes: a reader never sees a half-written file under its final name.
+
+A full disk is reported as `NoSpaceLeftError` ("no space left on <path>"), so callers can stop a
+run with one message instead of failing file after file.
+"""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -26,17 +31,79 @@ def _umask() -> int:
     return mask
 
 
+class NoSpaceLeftError(OSError):
+    """The disk holding `path` is full: every further write there fails too, so the run should stop."""
+
+    def __init__(self, path):
+        super().__init__(errno.ENOSPC, f"no space left on {path}")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return f"no space left on {self.path}"
+
+
+def is_no_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+
+
+def no_space_error(error: OSError, fallback_path) -> NoSpaceLeftError:
+    """`error` (ENOSPC) as a NoSpaceLeftError naming the file it hit, else `fallback_path`."""
+    if isinstance(error, NoSpaceLeftError):
+        return error
+    return NoSpaceLeftError(error.filename or fallback_path)
+
+
 def write_atomically(path: str | Path, writer, suffix: str = ".part") -> Path:
     """Call `writer(temporary_path)`, then move the result to `path` in one step (or leave nothing)."""
     path = Path(path)
-    temp = atomic_path(path, suffix)
+    temp = None
     try:
+        temp = atomic_path(path, suffix)
         writer(temp)
         os.replace(temp, path)
+    except OSError as error:
+        if is_no_space(error):
+            raise NoSpaceLeftError(path) from None
+        raise
     finally:
-        if temp.exists():
+        if temp is not None and temp.exists():
             temp.unlink()
     return path
+
+
+def ensure_writable_folder(path: str | Path) -> Path:
+    """Create `path` if needed and prove it takes files (write and remove a probe), before any work is done.
+
+    Every reason (it is a file, a parent is a file, read-only, disk full) is one ValueError naming the folder,
+    not a traceback after hours of predictions.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: the output folder is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"{path}: cannot create the output folder: a part of the path is a file") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot create the output folder ({error.strerror or error})") from None
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".fomo_nn_write_probe.", dir=path)
+        try:
+            os.write(handle, b"probe")
+        finally:
+            os.close(handle)
+            os.unlink(probe)
+    except OSError as error:
+        if is_no_space(error):
+            raise ValueError(f"no space left on {path}") from None
+        raise ValueError(f"{path}: the output folder is not writable ({error.strerror or error})") from None
+    return path
+
+
+def is_inside(path: str | Path, tree: str | Path) -> bool:
+    """Whether `path` is `tree` or lies below it, symlinks resolved (the folders need not exist yet)."""
+    resolved, root = Path(path).resolve(), Path(tree).resolve()
+    return resolved == root or root in resolved.parents
 
 
 def write_bytes_atomic(path: str | Path, payload: bytes) -> Path:
