@@ -110,6 +110,14 @@ def test_deep_supervision_and_all_stage_pooling():
     assert cls.head.linear.in_features == 8 + 16 + 32 and cls(volume()).shape == (2, 4)
 
 
+def test_pool_has_one_default():
+    from fomo_nn.networks.finetuning import DEFAULT_POOL
+
+    assert DEFAULT_POOL == "all_stages"
+    assert ClassificationNet(tiny_net(), 1, 2).pool == DEFAULT_POOL  # the constructor's default is that one
+    assert ClassificationNet(tiny_net(), 1, 2, pool="bottleneck").head.linear.in_features == 32
+
+
 def test_init_is_deterministic_given_seed():
     a, b, c = (pretrained("mae", seed=s) for s in (5, 5, 6))
     for key, value in a.state_dict().items():

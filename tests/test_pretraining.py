@@ -328,7 +328,7 @@ def test_subject_pair_sampler_pairs_one_subject_at_the_same_world_region(plans, 
 
 
 def test_settings_are_checked(plans, data, tmp_path):
-    with pytest.raises(ValueError, match="unknown setting.*mask_ratoi"):
+    with pytest.raises(ValueError, match="trainer 'mae' \\(--set\\): unknown setting 'mask_ratoi'; did you mean 'mask_ratio'"):
         get_trainer("mae")(plans, data, tmp_path, "all", TrainerOptions(method={"mask_ratoi": 0.7}))
     with pytest.raises(ValueError, match="mask_ratio"):
         get_trainer("MAE")(plans, data, tmp_path, "all", TrainerOptions(method={"mask_ratio": 1.0}))

@@ -9,6 +9,7 @@ import torch
 
 from fomo_nn.plans import load_plans
 from fomo_nn.training.base_trainer import TrainerOptions
+from fomo_nn.training.checkpoint import REQUIRED_KEYS, TrainingCheckpoint
 from fomo_nn.training.data.loader import make_loader
 from fomo_nn.training.schedules import lr_multiplier
 from preprocessed_builders import build_preprocessed
@@ -55,10 +56,13 @@ def test_checkpoint_holds_what_resume_needs(regression_data, tmp_path):
                                    TrainerOptions(epochs=1))
     trainer.run()
     state = torch.load(tmp_path / "checkpoint_final.pth", weights_only=True)
-    for key in ("network", "optimizer", "scheduler", "rng", "epoch", "plans", "trainer"):
+    for key in ("network", "optimizer", "scheduler", "rng", "epoch", "plans", "trainer"):  # the on-disk layout
         assert key in state
+    assert set(REQUIRED_KEYS) <= set(state)
     assert state["trainer"] == "toy_regression" and state["epoch"] == 1
     assert state["plans"]["dataset_name"] == "Dataset900_Tiny"
+    typed = TrainingCheckpoint.from_dict(state, tmp_path / "checkpoint_final.pth")  # what resume reads
+    assert typed.epoch == 1 and typed.fold == "0" and set(typed.to_dict()) == set(state)
 
 
 def test_gradient_clipping_is_applied(regression_data, tmp_path):

@@ -171,6 +171,30 @@ def test_cli_continue_with_a_contrastive_checkpoint_as_mae_is_one_message(pretra
                        *SMALL_HEADS[2:]]) == 0
 
 
+@pytest.mark.parametrize("change,expected", [
+    (lambda state: state.pop("optimizer"), r"lacks the key\(s\) \['optimizer'\]"),
+    (lambda state: state.update(best_metirc=None), "unknown key 'best_metirc'; did you mean 'best_metric'"),
+    (lambda state: state.update(epoch="2"), "'epoch' should hold a int, got str")])
+def test_continue_from_a_malformed_checkpoint_names_the_file_and_the_key(regression_data, tmp_path, change, expected):
+    with pytest.raises(KeyboardInterrupt):
+        toy(regression_data, tmp_path, epochs=3, crash_at_step=9).run()
+    path = tmp_path / "checkpoint_latest.pth"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises(BadInputError, match=f"checkpoint_latest.pth: .*{expected}"):
+        toy(regression_data, tmp_path, epochs=3, continue_training=True).run()
+
+
+def test_cli_unknown_set_key_is_one_message_with_the_suggestion(pretraining_env, capsys):
+    out = pretraining_env / "run"
+    assert train_main(["900", "all", "-tr", "mae", "--output", str(out), *CLI_FAST, *SMALL_HEADS[:2],
+                       "--set", "mask_ratoi=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "trainer 'mae' (--set): unknown setting 'mask_ratoi'; did you mean 'mask_ratio'?" in err
+
+
 class WiderToyTrainer(ToyRegressionTrainer):
     def build_network(self):
         return torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, stride=4), torch.nn.AdaptiveAvgPool3d(1),

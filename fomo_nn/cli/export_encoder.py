@@ -14,8 +14,9 @@ from pathlib import Path
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 from fomo_nn.networks.weights import strip_wrapper_prefixes
-from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
-from fomo_nn.training.pretraining.base import ADAPTATION_RECORD_KEY
+from fomo_nn.networks.adaptation import AdaptationRecord
+from fomo_nn.training.checkpoint import (ADAPTATION, ENCODER, EPOCH, FORMAT, FORMAT_VERSION, NETWORK, PLANS,
+                                         SOURCE_CHECKPOINT, TRAINER, load_checkpoint, save_checkpoint)
 
 EXPORT_FORMAT = "fomo_nn_encoder"
 EXPORT_VERSION = 1
@@ -23,23 +24,27 @@ EXPORT_VERSION = 1
 
 def exported_encoder(state: dict, source: str | Path) -> dict:
     """The export dict built from a loaded pretraining checkpoint dict."""
-    record = state.get(ADAPTATION_RECORD_KEY)
-    if not isinstance(record, dict):
-        raise BadInputError(source, f"has no adaptation record ('{ADAPTATION_RECORD_KEY}'): not a fomo_nn "
+    entry = state.get(ADAPTATION)
+    if not isinstance(entry, dict):
+        raise BadInputError(source, f"has no adaptation record ({ADAPTATION!r}): not a fomo_nn "
                                     "pretraining checkpoint (finetuning checkpoints are not exported)")
-    network = state.get("network")
+    try:
+        record = AdaptationRecord.from_dict(entry).to_dict()
+    except ValueError as error:
+        raise BadInputError(source, str(error)) from None
+    network = state.get(NETWORK)
     if not isinstance(network, dict):
-        raise BadInputError(source, "has no 'network' state dict")
+        raise BadInputError(source, f"has no {NETWORK!r} state dict")
     encoder = {k: v for k, v in strip_wrapper_prefixes(network).items() if k.startswith(ENCODER_PREFIX)}
-    expected = record.get("encoder_keys") or []
+    expected = record["encoder_keys"] or []
     if not encoder or sorted(encoder) != sorted(expected):
         missing = sorted(set(expected) - set(encoder))[:5]
         extra = sorted(set(encoder) - set(expected))[:5]
         raise BadInputError(source, f"encoder weights do not match its adaptation record (missing {missing}, "
                                     f"not in the record {extra})")
-    return {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "encoder": encoder,
-            ADAPTATION_RECORD_KEY: record, "plans": state.get("plans", record.get("plans")),
-            "trainer": state.get("trainer"), "epoch": state.get("epoch"), "source_checkpoint": str(source)}
+    return {FORMAT: EXPORT_FORMAT, FORMAT_VERSION: EXPORT_VERSION, ENCODER: encoder,
+            ADAPTATION: record, PLANS: state.get(PLANS, record["plans"]),
+            TRAINER: state.get(TRAINER), EPOCH: state.get(EPOCH), SOURCE_CHECKPOINT: str(source)}
 
 
 def export_encoder(checkpoint: str | Path, out: str | Path) -> Path:
@@ -64,9 +69,9 @@ def main(argv=None) -> int:
         print(f"fomo_nn_export_encoder: error: {error}", file=sys.stderr)
         return 2
     state = load_checkpoint(out)
-    record = state[ADAPTATION_RECORD_KEY]
-    provenance = record.get("data_provenance") or {}
-    print(f"{out}: {len(state['encoder'])} encoder tensors, method {record['pretraining']['method']}, "
+    record = AdaptationRecord.from_dict(state[ADAPTATION], str(out))
+    provenance = record.data_provenance
+    print(f"{out}: {len(state[ENCODER])} encoder tensors, method {record.method}, "
           f"{provenance.get('num_scans', '?')} scans of {provenance.get('num_subjects', '?')} subjects, "
           f"track {provenance.get('track', 'unknown')}")
     return 0

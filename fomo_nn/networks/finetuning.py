@@ -9,6 +9,13 @@ from fomo_nn.networks.encoders import decoder_spec, initialize_weights
 from fomo_nn.networks.heads import LinearHead, global_average_pool
 
 POOLING = ("bottleneck", "all_stages")
+# the one default of the pooled heads' `pool` setting: every stage pooled (instance norm leaves the pooled
+# bottleneck alone nearly constant across scans, which starves few-shot heads); 'bottleneck' = FOMO25 baseline
+DEFAULT_POOL = "all_stages"
+# method settings (plans.method / --set) that build_finetuning_network reads, by task
+NETWORK_SETTINGS = {"segmentation": ("fusion_weighting", "deep_supervision"),
+                    "classification": ("fusion_weighting", "pool", "head_dropout"),
+                    "regression": ("fusion_weighting", "pool", "head_dropout")}
 
 
 class SegmentationNet(EncoderModel):
@@ -46,12 +53,12 @@ class SegmentationNet(EncoderModel):
 class PooledHeadNet(EncoderModel):
     """Encoder + global average pooling + dropout + Linear: ``num_outputs`` values per image.
 
-    ``pool='bottleneck'`` pools the deepest features (the FOMO25 baseline); ``'all_stages'``
-    concatenates the pooled features of every stage (more low-level detail for small data).
+    ``pool='bottleneck'`` pools the deepest features (the FOMO25 baseline); ``'all_stages'`` (the
+    default, DEFAULT_POOL) concatenates the pooled features of every stage (more low-level detail for small data).
     """
 
     def __init__(self, network, in_channels: int, num_outputs: int, fusion: str | None = None,
-                 fusion_weighting: str = "learned", pool: str = "bottleneck", dropout: float | None = None):
+                 fusion_weighting: str = "learned", pool: str = DEFAULT_POOL, dropout: float | None = None):
         super().__init__(network, in_channels, fusion, fusion_weighting)
         if pool not in POOLING:
             raise ValueError(f"pool {pool!r} is not one of {POOLING}")

@@ -19,7 +19,7 @@ from fomo_nn.networks import build_encoder, load_encoder_weights
 from fomo_nn.networks.encoders import as_network_plan, encoder_in_channels
 from fomo_nn.plans import Plans
 from fomo_nn.plans.records import NetworkPlan
-from fomo_nn.training.checkpoint import load_checkpoint
+from fomo_nn.training.checkpoint import load_checkpoint, task_type_of
 from fomo_nn.training.finetuning.pretrained import pretrained_network_plan, pretrained_state_dict
 
 RANDOM = "random"
@@ -67,8 +67,7 @@ def random_encoder(plans: Plans, seed: int = 0) -> FrozenEncoder:
 
 
 def _is_finetuned(state: dict) -> bool:
-    plans = state.get("plans")
-    return isinstance(plans, dict) and plans.get("task_type") not in (None, "pretraining")
+    return task_type_of(state) not in (None, "pretraining")
 
 
 def load_frozen_encoder(source: str, plans: Plans | None = None) -> FrozenEncoder:
@@ -87,7 +86,7 @@ def load_frozen_encoder(source: str, plans: Plans | None = None) -> FrozenEncode
 
         model = load_trained_model(path).network
         return _frozen(model.encoder, model.network_plan, str(path))
-    network = pretrained_network_plan(state)
+    network = pretrained_network_plan(state, path)
     if network is None:
         raise BadInputError(path, "holds no network plan (adaptation record or plans): cannot rebuild its encoder")
     network = as_network_plan(network)

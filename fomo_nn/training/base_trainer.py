@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
-from fomo_nn.training.checkpoint import (capture_rng_state, load_checkpoint, remove_partial_files, restore_rng_state,
-                                         save_checkpoint)
+from fomo_nn.training.checkpoint import (TrainingCheckpoint, capture_rng_state, load_checkpoint, remove_partial_files,
+                                         restore_rng_state, save_checkpoint)
 from fomo_nn.training.data.batch_sources import PatchSource
 from fomo_nn.training.data.loader import make_loader, step_seed
 from fomo_nn.training.data.preprocessed import PreprocessedCase, list_preprocessed_cases
@@ -33,6 +33,7 @@ from fomo_nn.training.progress_log import ProgressLog
 from fomo_nn.training.schedules import lr_multiplier
 from fomo_nn.utils.device import choose_device
 from fomo_nn.utils.files import write_json_atomic
+from fomo_nn.utils.strict_keys import check_known_keys
 
 VALIDATION_STREAM = 1
 # a run's checkpoints; the first two (a finished or resumable run) are never replaced without --overwrite
@@ -93,16 +94,30 @@ class BaseTrainer(ABC):
         self.dist = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.method = {**self.default_method_settings(), **self.plans.method, **self.options.method}
+        self.method = self._merge_method_settings()
         self.seed = self.training.seed
         self.network: nn.Module | None = None
         self.start_epoch = 0
         self.best_metric: float | None = None
         self.log: ProgressLog | None = None
 
+    def _merge_method_settings(self) -> dict:
+        """defaults | plans.method | --set, every key checked against the valid ones (the one strictness rule:
+        an unknown key is an error naming it and the nearest valid setting)."""
+        defaults = self.default_method_settings()
+        valid = set(defaults) | set(self.known_method_settings())
+        for origin, given in (("plans.method", self.plans.method), ("--set", self.options.method)):
+            check_known_keys(f"trainer {self.name!r} ({origin})", given, valid, what="setting")
+        return {**defaults, **self.plans.method, **self.options.method}
+
     # ----------------------------------------------------------------- what subclasses say
     def default_method_settings(self) -> dict:
+        """Every method setting this trainer reads, with its default (the one place defaults live)."""
         return {}
+
+    def known_method_settings(self) -> tuple[str, ...]:
+        """Valid settings without a default here (e.g. network options another module reads)."""
+        return ()
 
     @abstractmethod
     def build_network(self) -> nn.Module:
@@ -283,13 +298,13 @@ class BaseTrainer(ABC):
         raise ValueError(f"unknown optimizer {self.training.optimizer!r} in plans (adamw or sgd)")
 
     def state_dict(self, epoch: int) -> dict:
-        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "grad_scaler": None,  # bf16 needs no loss scaling
-                "epoch": epoch, "plans": self.plans.to_json(), "trainer": self.name, "fold": self.fold,
-                "options": self.options.to_json(), "rng": capture_rng_state(), "best_metric": self.best_metric,
-                "metric_name": self.metric_name, "extra": self.extra_state(), **self.checkpoint_record()}
+        return TrainingCheckpoint(
+            network=self.network.state_dict(), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), epoch=epoch, plans=self.plans.to_json(), trainer=self.name,
+            rng=capture_rng_state(), fold=self.fold, options=self.options.to_json(), best_metric=self.best_metric,
+            metric_name=self.metric_name, extra=self.extra_state(), records=self.checkpoint_record()).to_dict()
 
-    def _claim_output_folder(self) -> tuple[Path, dict] | None:
+    def _claim_output_folder(self) -> tuple[Path, TrainingCheckpoint] | None:
         """What this run does with its fold folder, decided before any work: the checkpoint to resume
         (--continue), or a fresh start. A finished or resumable earlier run is that run's work: a fresh
         start over it needs --overwrite, never happens silently (a checkpoint_best.pth alone is what a run
@@ -313,15 +328,15 @@ class BaseTrainer(ABC):
                   file=sys.stderr)
         return None
 
-    def _resume_state(self) -> tuple[Path, dict] | None:
+    def _resume_state(self) -> tuple[Path, TrainingCheckpoint] | None:
         """checkpoint_latest.pth if it was written by this trainer for this task (None: there is none)."""
         path = self.output_dir / "checkpoint_latest.pth"
         if not path.is_file():
             print(f"[fomo_nn] --continue: no {path.name} in {self.output_dir}, starting from scratch", file=sys.stderr)
             return None
-        state = load_checkpoint(path)
-        written_by = state.get("trainer")
-        task = (state.get("plans") or {}).get("task_type") if isinstance(state.get("plans"), dict) else None
+        state = TrainingCheckpoint.from_dict(load_checkpoint(path), path)
+        written_by = state.trainer
+        task = state.plans.get("task_type")
         if written_by != self.name or (task is not None and task != self.plans.task_type):
             raise BadInputError(path, f"was written by trainer {written_by!r} ({task or 'unknown'} task), but "
                                       f"--continue asked for trainer {self.name!r} ({self.plans.task_type} task); "
@@ -329,20 +344,20 @@ class BaseTrainer(ABC):
                                       "(or afresh here with --overwrite)")
         return path, state
 
-    def _restore(self, path: Path, state: dict) -> None:
+    def _restore(self, path: Path, state: TrainingCheckpoint) -> None:
         try:
-            self.network.load_state_dict(state["network"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
+            self.network.load_state_dict(state.network)
+            self.optimizer.load_state_dict(state.optimizer)
+            self.scheduler.load_state_dict(state.scheduler)
         except (KeyError, RuntimeError, ValueError) as error:
             detail = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
             raise BadInputError(path, f"does not fit the network and optimizer these plans and settings build "
                                       f"({type(error).__name__}: {detail}); resume with the settings it was trained "
                                       "with, or start afresh with --overwrite") from None
-        restore_rng_state(state["rng"])
-        self.load_extra_state(state.get("extra", {}))
-        self.start_epoch = int(state["epoch"])
-        self.best_metric = state.get("best_metric")
+        restore_rng_state(state.rng)
+        self.load_extra_state(state.extra)
+        self.start_epoch = int(state.epoch)
+        self.best_metric = state.best_metric
         print(f"[fomo_nn] resumed from {path} at epoch {self.start_epoch}", file=sys.stderr)
 
     def _save(self, name: str, epoch: int) -> None:

@@ -1,8 +1,16 @@
-"""Checkpoints: written atomically, loaded safely (weights_only: no arbitrary code from a file)."""
+"""Checkpoints: written atomically, loaded safely (weights_only: no arbitrary code from a file).
+
+This module owns the checkpoint's keys: every reader and writer names them through the constants
+below, and a training checkpoint is built and read through `TrainingCheckpoint` (to_dict/from_dict),
+which refuses a missing required key or an unknown one with an error naming the file and the key.
+The on-disk layout is a plain dict with these key names (loadable with weights_only=True).
+"""
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +18,99 @@ import torch
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import write_atomically
+from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys
+
+# ---------------------------------------------------------------- the keys of a checkpoint file
+NETWORK = "network"  # the state dict of the whole trained model
+OPTIMIZER = "optimizer"
+SCHEDULER = "scheduler"
+GRAD_SCALER = "grad_scaler"
+EPOCH = "epoch"
+PLANS = "plans"  # Plans.to_json()
+TRAINER = "trainer"  # the trainer's registered name
+FOLD = "fold"
+OPTIONS = "options"  # TrainerOptions.to_json()
+RNG = "rng"
+BEST_METRIC = "best_metric"
+METRIC_NAME = "metric_name"
+EXTRA = "extra"  # trainer-specific state (e.g. the DINO teacher)
+ADAPTATION = "adaptation"  # pretraining: the adaptation record (fomo_nn.networks.adaptation.AdaptationRecord)
+PRETRAINED = "pretrained"  # finetuning: what --pretrained loaded (or None)
+# an exported encoder (fomo_nn_export_encoder)
+ENCODER = "encoder"
+FORMAT = "format"
+FORMAT_VERSION = "format_version"
+SOURCE_CHECKPOINT = "source_checkpoint"
+# an older spelling of ADAPTATION, read (never written) by `adaptation_entry` only
+LEGACY_ADAPTATION = "adaptation_record"
+
+RECORD_KEYS = (ADAPTATION, PRETRAINED)  # what BaseTrainer.checkpoint_record() may add
+REQUIRED_KEYS = (NETWORK, OPTIMIZER, SCHEDULER, EPOCH, PLANS, TRAINER, RNG)
+EXPORT_KEYS = (FORMAT, FORMAT_VERSION, ENCODER, ADAPTATION, PLANS, TRAINER, EPOCH, SOURCE_CHECKPOINT)
+
+
+@dataclass
+class TrainingCheckpoint:
+    """What BaseTrainer saves every `checkpoint_every` epochs and resumes from (one key per field)."""
+
+    network: dict
+    optimizer: dict
+    scheduler: dict
+    epoch: int
+    plans: dict
+    trainer: str
+    rng: dict
+    fold: str = ""
+    options: dict = field(default_factory=dict)
+    best_metric: float | None = None
+    metric_name: str | None = None
+    extra: dict = field(default_factory=dict)
+    grad_scaler: None = None  # bf16 needs no loss scaling; kept for the file layout
+    records: dict = field(default_factory=dict)  # checkpoint_record() entries, keys from RECORD_KEYS
+
+    def to_dict(self) -> dict:
+        check_known_keys("checkpoint record", self.records, RECORD_KEYS)
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "records"}
+        return {**state, **self.records}
+
+    @classmethod
+    def from_dict(cls, state: dict, path: str | Path) -> "TrainingCheckpoint":
+        fields = [f.name for f in dataclasses.fields(cls) if f.name != "records"]
+        try:
+            check_known_keys("training checkpoint", state, fields + list(RECORD_KEYS))
+        except UnknownKeyError as error:
+            raise BadInputError(path, str(error)) from None
+        missing = [key for key in REQUIRED_KEYS if key not in state]
+        if missing:
+            raise BadInputError(path, f"training checkpoint lacks the key(s) {missing} (it holds {sorted(state)}); "
+                                      "it was not written by fomo_nn training, or the save was cut short")
+        types = {NETWORK: dict, OPTIMIZER: dict, SCHEDULER: dict, EPOCH: int, PLANS: dict, TRAINER: str, RNG: dict}
+        for key, kind in types.items():
+            if not isinstance(state[key], kind) or isinstance(state[key], bool):
+                raise BadInputError(path, f"checkpoint key {key!r} should hold a {kind.__name__}, "
+                                          f"got {type(state[key]).__name__}")
+        records = {key: state[key] for key in RECORD_KEYS if key in state}
+        return cls(**{key: state[key] for key in fields if key in state}, records=records)
+
+
+def plans_entry(state: dict) -> dict | None:
+    """The plans (as JSON) a checkpoint or export holds, or None."""
+    plans = state.get(PLANS)
+    return plans if isinstance(plans, dict) else None
+
+
+def task_type_of(state: dict) -> str | None:
+    """The task_type of a checkpoint's plans (None: no plans)."""
+    return (plans_entry(state) or {}).get("task_type")
+
+
+def adaptation_entry(state: dict) -> dict | None:
+    """The adaptation record dict a pretraining checkpoint or export holds (None if none), under
+    ADAPTATION (the one key written; LEGACY_ADAPTATION is accepted on read)."""
+    for key in (ADAPTATION, LEGACY_ADAPTATION):
+        if isinstance(state.get(key), dict):
+            return state[key]
+    return None
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:

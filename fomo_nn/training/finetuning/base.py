@@ -29,7 +29,9 @@ from fomo_nn.inference.case_prediction import predict_preprocessed
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.networks.encoders import ENCODER_PREFIX
+from fomo_nn.networks.finetuning import NETWORK_SETTINGS
 from fomo_nn.training.base_trainer import BaseTrainer
+from fomo_nn.training.checkpoint import PRETRAINED
 from fomo_nn.training.data.preprocessed import PreprocessedCase
 from fomo_nn.training.finetuning.pretrained import REPORT_FILE, load_pretrained_encoder, print_report
 from fomo_nn.training.finetuning.splits import ALL_FOLD, SPLITS_FILE, fold_cases, load_or_create_splits
@@ -52,6 +54,10 @@ class FinetuningTrainer(BaseTrainer):
 
     def default_method_settings(self) -> dict:
         return {"validation_tta": False, "validation_step": 0.5}
+
+    def known_method_settings(self) -> tuple[str, ...]:
+        """The network options build_finetuning_network reads from plans.method for this task."""
+        return NETWORK_SETTINGS.get(self.plans.task_type, ())
 
     # ----------------------------------------------------------------- cases and folds
     def split_cases(self, cases: list[PreprocessedCase]):
@@ -93,8 +99,8 @@ class FinetuningTrainer(BaseTrainer):
     def checkpoint_record(self) -> dict:
         report = self.pretrained_report
         if report is None:
-            return {"pretrained": None}
-        return {"pretrained": {"checkpoint": report["checkpoint"], "counts": report["counts"],
+            return {PRETRAINED: None}
+        return {PRETRAINED: {"checkpoint": report["checkpoint"], "counts": report["counts"],
                                "allow_partial": report["allow_partial"], "pretraining": report["pretraining"]}}
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -187,7 +193,7 @@ class FinetuningTrainer(BaseTrainer):
             write_csv(folder / "predictions.csv", records, list(self.csv_columns))
         summary = {
             "task": self.plans.task_type, "trainer": self.name, "fold": self.fold, "dataset": self.plans.dataset_name,
-            "checkpoint": "checkpoint_final.pth", "pretrained": self.checkpoint_record()["pretrained"],
+            "checkpoint": "checkpoint_final.pth", PRETRAINED: self.checkpoint_record()[PRETRAINED],
             "metrics": metrics, "per_case": records, "missing_cases": [], "missing_policy": "none missing",
             "grid": "preprocessed", "validated_on_training_cases": self.fold == ALL_FOLD,
             "test_time_augmentation": bool(self.method["validation_tta"]),

@@ -3,7 +3,7 @@
 Accepted files: a pretraining checkpoint (``network`` = the whole pretraining model's state dict,
 encoder keys under ``encoder.``), an exported encoder (``fomo_nn_export_encoder``: the encoder
 state dict under ``encoder`` or ``network``), each with ``plans`` and/or the adaptation record
-(under ``adaptation_record`` or ``adaptation``), or a bare state dict. A supervised (finetuned)
+(under ``adaptation``, read as an AdaptationRecord), or a bare state dict. A supervised (finetuned)
 checkpoint is accepted too, because transfer from a supervised model is a legitimate baseline: its
 encoder is used, its decoder/head is not, and the log and report say so. The official FOMO25
 baseline dropped mismatched weights silently; here a mismatch is an error naming keys and shapes,
@@ -19,51 +19,53 @@ from torch import nn
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import EncoderMismatchError, load_encoder_weights
-from fomo_nn.training.checkpoint import load_checkpoint
+from fomo_nn.networks.adaptation import AdaptationRecord
+from fomo_nn.training.checkpoint import ENCODER, NETWORK, TRAINER, adaptation_entry, load_checkpoint, plans_entry, task_type_of
 
 TOPOLOGY_FIELDS = ("encoder", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
 REPORT_FILE = "pretrained_weights_report.json"
-ADAPTATION_KEYS = ("adaptation_record", "adaptation")
 SUPERVISED_TASKS = ("classification", "segmentation", "regression")
 
 
 def supervised_source(state: dict) -> dict | None:
     """{'task', 'trainer'} when the checkpoint is a finetuned (supervised) model, else None."""
-    plans = state.get("plans")
-    task = plans.get("task_type") if isinstance(plans, dict) else None
+    task = task_type_of(state)
     if task not in SUPERVISED_TASKS:
         return None
-    return {"task": task, "trainer": state.get("trainer")}
+    return {"task": task, "trainer": state.get(TRAINER)}
 
 
 def pretrained_state_dict(state: dict, path: str | Path) -> dict[str, torch.Tensor]:
     """The weights inside a checkpoint/export dict (keys as saved; encoder keys start with 'encoder.')."""
-    for key in ("encoder", "network"):
+    for key in (ENCODER, NETWORK):
         weights = state.get(key)
         if isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values()):
             return weights
     if state and all(isinstance(v, torch.Tensor) for v in state.values()):
         return state  # a bare state dict
-    raise BadInputError(path, f"holds no weights under 'network' or 'encoder' (top-level keys: {sorted(state)[:10]}); "
+    raise BadInputError(path, f"holds no weights under {NETWORK!r} or {ENCODER!r} (top-level keys: {sorted(state)[:10]}); "
                               "pass a fomo_nn pretraining checkpoint or an exported encoder")
 
 
-def adaptation_of(state: dict) -> dict:
-    """The adaptation record a pretraining checkpoint or export carries ({} if none)."""
-    for key in ADAPTATION_KEYS:
-        if isinstance(state.get(key), dict):
-            return state[key]
-    return {}
+def adaptation_of(state: dict, path: str | Path = "checkpoint") -> AdaptationRecord | None:
+    """The adaptation record a pretraining checkpoint or export carries (None if none); a malformed one
+    (unknown or missing field, wrong type) is bad input naming the file and the field."""
+    entry = adaptation_entry(state)
+    if entry is None:
+        return None
+    try:
+        return AdaptationRecord.from_dict(entry)
+    except ValueError as error:
+        raise BadInputError(path, str(error)) from None
 
 
-def pretrained_network_plan(state: dict) -> dict | None:
+def pretrained_network_plan(state: dict, path: str | Path = "checkpoint") -> dict | None:
     """The NetworkPlan (as a dict) the weights were built from: adaptation record first, then plans."""
-    adaptation = adaptation_of(state)
-    kwargs = (adaptation.get("architecture") or {}).get("kwargs") or {}
-    if isinstance(kwargs.get("network"), dict):
-        return kwargs["network"]
-    plans = state.get("plans") or adaptation.get("plans")
-    if isinstance(plans, dict) and isinstance(plans.get("network"), dict):
+    adaptation = adaptation_of(state, path)
+    if adaptation is not None and adaptation.network_plan is not None:
+        return adaptation.network_plan
+    plans = plans_entry(state)
+    if plans is not None and isinstance(plans.get("network"), dict):
         return plans["network"]
     return None
 
@@ -96,20 +98,20 @@ def load_pretrained_encoder(network: nn.Module, checkpoint: str | Path, network_
     path = Path(checkpoint)
     state = load_checkpoint(path)
     weights = pretrained_state_dict(state, path)
-    differences = topology_differences(pretrained_network_plan(state), network_plan)
+    differences = topology_differences(pretrained_network_plan(state, path), network_plan)
     try:
         result = load_encoder_weights(network, weights, allow_partial=allow_partial)
     except EncoderMismatchError as error:
         raise EncoderMismatchError(f"{path}: {error}{plans_like_hint(path, differences)}") from None
-    adaptation = adaptation_of(state)
+    adaptation = adaptation_of(state, path)
     report = {
         "checkpoint": str(path),
         "allow_partial": bool(allow_partial),
         "counts": {kind: len(result[kind]) for kind in ("loaded", "missing", "unexpected", "shape_mismatch")},
         **{kind: result[kind] for kind in ("loaded", "missing", "unexpected", "shape_mismatch", "stem_expanded")},
         "topology_differences": differences,
-        "pretraining": adaptation.get("pretraining"),
-        "data_provenance": adaptation.get("data_provenance"),
+        "pretraining": adaptation.pretraining if adaptation else None,
+        "data_provenance": adaptation.data_provenance if adaptation else None,
         "supervised_source": supervised_source(state),
     }
     if differences:

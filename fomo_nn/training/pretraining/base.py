@@ -5,7 +5,8 @@
 - a few subjects are held out for validation (scans of one subject never on both sides);
 - every checkpoint carries the adaptation record (architecture, plans, encoder/stem keys, method
   settings, data provenance), so finetuning rebuilds the same encoder and knows what it was fed;
-- method settings = defaults | plans.method | --set, checked against the defaults so a typo fails;
+- method settings = defaults | plans.method | --set, checked against the defaults so a typo fails
+  (BaseTrainer: the error names the key and the nearest valid setting);
 - optionally an online probe (``--probe-dataset``): every ``--probe-every`` epochs, and before the
   first step, the encoder's frozen features are probed on labelled datasets (fomo_nn.probing.online)
   and logged to online_probe.jsonl and the progress plot.
@@ -20,13 +21,14 @@ from torch import nn
 from fomo_nn.networks import adaptation_record, build_pretraining_network
 from fomo_nn import paths
 from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
+from fomo_nn.training.checkpoint import ADAPTATION
 from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
 from fomo_nn.training.data.preprocessed import PreprocessedCase
 from fomo_nn.training.pretraining.provenance import data_provenance
 from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, group_by_subject, split_by_subject
 
 SAMPLING_MODES = ("iid", "subject_pairs")
-ADAPTATION_RECORD_KEY = "adaptation"  # the key finetuning (training/finetuning/pretrained.py) reads
+ADAPTATION_RECORD_KEY = ADAPTATION  # the checkpoint key of the record (owned by training/checkpoint.py)
 SPLIT_FILE = "pretraining_split.json"
 
 
@@ -41,7 +43,6 @@ class PretrainingTrainer(BaseTrainer):
 
     def __init__(self, plans, preprocessed_dir, output_dir, fold, options: TrainerOptions | None = None):
         super().__init__(plans, preprocessed_dir, output_dir, fold, options)
-        self._check_known_settings()
         self.check_settings()
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"{type(self).__name__}.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
@@ -75,13 +76,6 @@ class PretrainingTrainer(BaseTrainer):
         print(f"[fomo_nn] online probe after {epochs_done} epoch(s): {shown}", file=sys.stderr)
 
     # ------------------------------------------------------------------ settings
-    def _check_known_settings(self) -> None:
-        known = set(self.default_method_settings())
-        unknown = sorted(set(self.method) - known)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown} for pretraining method {self.name!r} "
-                             f"(from plans.method or --set); known: {sorted(known)}")
-
     def check_settings(self) -> None:
         """Subclasses: raise ValueError naming a setting whose value cannot work."""
 
