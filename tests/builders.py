@@ -84,20 +84,35 @@ def make_segmentation_dataset(root, dataset_id: int = 1, name: str = "Seg", num_
     return folder
 
 
+def classification_lesion(shape, index: int) -> np.ndarray:
+    """The infarct mask of case `index` of make_classification_dataset: a blob for positives (odd), empty else."""
+    if index % 2 == 0:
+        return np.zeros(shape, np.uint8)
+    return ellipsoid(shape, (0.4 + 0.05 * index, 0.55, 0.5), (0.12, 0.1, 0.15)).astype(np.uint8)
+
+
 def make_classification_dataset(root, dataset_id: int = 2, name: str = "Cls", num_cases: int = 4,
-                                shape=(30, 34, 26), channels=("flair", "adc")) -> Path:
-    """imagesTr + labelsTr/CASE.txt holding 0 or 1."""
+                                shape=(30, 34, 26), channels=("flair", "adc"), lesion_masks: bool = False) -> Path:
+    """imagesTr + labelsTr/CASE.txt holding 0 or 1; with `lesion_masks`, also labelsTr/CASE.nii.gz (the
+    auxiliary infarct mask, brighter in the images) declared as dataset.json auxiliary_labels."""
     folder = dataset_dir(root, dataset_id, name)
+    affine = affine_for((1.0, 1.0, 1.2))
     for index in range(num_cases):
         case = f"cls_{index:03d}"
+        lesion = classification_lesion(shape, index)
         for channel in range(len(channels)):
-            write_nifti(folder / "imagesTr" / f"{case}_{channel:04d}.nii.gz",
-                        brain_image(shape, seed=index + 7 * channel), affine_for((1.0, 1.0, 1.2)))
+            image = brain_image(shape, seed=index + 7 * channel)
+            if lesion_masks:
+                image[lesion > 0] *= 1.8
+            write_nifti(folder / "imagesTr" / f"{case}_{channel:04d}.nii.gz", image, affine)
         (folder / "labelsTr").mkdir(exist_ok=True)
         (folder / "labelsTr" / f"{case}.txt").write_text(f"{index % 2}\n")
+        if lesion_masks:
+            write_nifti(folder / "labelsTr" / f"{case}.nii.gz", lesion, affine, np.uint8)
     save_dataset_json(DatasetSpec(name=name, task_type="classification",
                                   channel_names={str(i): c for i, c in enumerate(channels)},
-                                  classes={"0": "healthy", "1": "infarct"}, num_training=num_cases), folder)
+                                  classes={"0": "healthy", "1": "infarct"}, num_training=num_cases,
+                                  auxiliary_labels={"background": 0, "infarct": 1} if lesion_masks else None), folder)
     return folder
 
 

@@ -63,8 +63,13 @@ def _write_case(folder: Path, case_id: str, data: np.ndarray, props: dict, seg: 
 
 
 def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, shape=(40, 40, 40), seed: int = 0,
-                       channels: int | None = None, plans: Plans | None = None, **plan_options) -> Path:
-    """A preprocessed dataset folder with a learnable signal for each task type; returns the folder."""
+                       channels: int | None = None, plans: Plans | None = None, lesion_masks: bool = False,
+                       **plan_options) -> Path:
+    """A preprocessed dataset folder with a learnable signal for each task type; returns the folder.
+
+    `lesion_masks` (classification): every case also gets CASE_seg.npy, the positives' blob (empty for
+    negatives), and the plans declare auxiliary_labels, as preprocessing writes task 1 with its masks.
+    """
     rng = np.random.default_rng(seed)
     folder = Path(root) / "Dataset900_Tiny"
     cases_dir = folder / "3d_fullres"
@@ -85,10 +90,13 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
         case_id = f"case_{index:03d}"
         if task_type == "classification":
             label = index % 3 != 0
+            blob = np.zeros(shape, bool)
             if label:
                 blob = ((grid - np.array([0.3, 0.2, 0.0])[:, None, None, None]) ** 2).sum(0) < 0.08
                 stack[:, blob] += 2.0
-            _write_case(cases_dir, case_id, stack, _properties(case_id, shape, target=float(label)))
+            fg = np.argwhere(blob).tolist() if lesion_masks and label else None
+            _write_case(cases_dir, case_id, stack, _properties(case_id, shape, target=float(label), fg=fg),
+                        seg=blob[None] if lesion_masks else None)
         elif task_type == "regression":
             age = float(rng.uniform(20, 90))
             ventricle = radius < 0.15 + 0.5 * (age - 20) / 70
@@ -101,5 +109,7 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
             fg = np.argwhere(mask)[:200].tolist()
             _write_case(cases_dir, case_id, stack, _properties(case_id, shape, fg=fg), seg=mask[None])
     plans = plans or tiny_plans(task_type, names, **plan_options)
+    if lesion_masks:
+        plans = plans.replace(auxiliary_labels={"background": 0, "infarct": 1})
     save_plans(plans, folder / "plans.json")
     return folder

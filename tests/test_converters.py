@@ -14,7 +14,7 @@ from dataset_conversion.fomo60k import convert_fomo60k
 from dataset_conversion.fomo_task import convert_fomo_task
 from dataset_conversion.layout import sequence_family
 from fomo_nn.cli.convert import main
-from fomo_nn.datasets.cases import list_cases
+from fomo_nn.datasets.cases import list_cases, list_supervised_cases
 from fomo_nn.datasets.dataset_json import load_dataset_json
 from fomo_nn.datasets.manifest import load_manifest
 from fomo_nn.datasets.validation import read_grid, validate_raw_dataset
@@ -151,8 +151,12 @@ def test_conflicting_dataset_id_is_refused(roots, capsys):
 TASK_SEQUENCES = {1: ["dwi_b1000", "flair", "adc", "swi"], 2: ["dwi_b1000", "flair", "swi"], 3: ["t1", "t2"]}
 
 
-def task_tree(root: Path, task: int, subjects=("sub_1", "sub_2", "sub_3"), seed=0) -> Path:
-    """Subjects alternate the two label layouts (labels/sub_X/ses_1/ and labels/sub_X/)."""
+def task_tree(root: Path, task: int, subjects=("sub_1", "sub_2", "sub_3"), seed=0, masks: bool = False) -> Path:
+    """Subjects alternate the two label layouts (labels/sub_X/ses_1/ and labels/sub_X/).
+
+    `masks` (task 1): an infarct mask seg.nii.gz beside every label.txt, as the official data ship it:
+    a small cube for the positives (odd n), all-zero for the negatives.
+    """
     for n, subject in enumerate(subjects):
         session = root / "preprocessed" / subject / "ses_1"
         for k, sequence in enumerate(TASK_SEQUENCES[task]):
@@ -165,7 +169,16 @@ def task_tree(root: Path, task: int, subjects=("sub_1", "sub_2", "sub_3"), seed=
             write_nifti(labels / "seg.nii.gz", mask, dtype=np.uint8)
         else:
             (labels / "label.txt").write_text(f"{n % 2}\n" if task == 1 else f"{40.5 + 10 * n}\n")
+        if masks and task == 1:
+            write_nifti(labels / "seg.nii.gz", infarct_mask(n), dtype=np.uint8)
     return root
+
+
+def infarct_mask(n: int) -> np.ndarray:
+    mask = np.zeros(SHAPE, np.uint8)
+    if n % 2:
+        mask[6:9, 7:10, 5:7 + n] = 1
+    return mask
 
 
 def test_task1_channel_order_swi_or_t2s_rule_and_both_label_layouts(roots):
@@ -194,6 +207,83 @@ def test_task1_channel_order_swi_or_t2s_rule_and_both_label_layouts(roots):
     cases, problems = list_cases(target)
     assert [c.target for c in cases] == [0.0, 1.0, 0.0] and problems == []
     assert validate_raw_dataset(target) == []
+
+
+def test_task1_infarct_masks_are_kept_as_auxiliary_labels(roots):
+    src = task_tree(roots / "task1", 1, subjects=("sub_1", "sub_2", "sub_3", "sub_4"), masks=True)
+    report = convert_fomo_task(src, 1, 2, progress=False)
+    target = raw(roots, "Dataset002_FOMOTask1Infarct")
+    assert report.converted == 4 and report.bad == []
+    assert any("lesion masks (seg.nii.gz) kept for 4 case(s)" in note for note in report.notes)
+    spec = load_dataset_json(target)
+    assert spec.auxiliary_labels == {"background": 0, "infarct": 1} and "auxiliary_labels" not in spec.extra
+    assert json.loads((target / "dataset.json").read_text())["auxiliary_labels"] == {"background": 0, "infarct": 1}
+    cases, problems = list_cases(target)
+    assert problems == [] and [c.target for c in cases] == [0.0, 1.0, 0.0, 1.0]
+    for n, case in enumerate(cases):
+        layout = "ses_1/" if n % 2 == 0 else ""
+        assert case.mask_file == str(target / "labelsTr" / f"{case.case_id}.nii.gz")
+        assert Path(case.mask_file).read_bytes() == (src / "labels" / case.case_id / f"{layout}seg.nii.gz").read_bytes()
+        np.testing.assert_array_equal(np.asanyarray(nib.load(case.mask_file).dataobj), infarct_mask(n))
+        assert (target / "labelsTr" / f"{case.case_id}.txt").read_text() == f"{n % 2}\n"
+    assert validate_raw_dataset(target) == []
+
+    # a case without its mask while the others have one is refused, naming the file looked for
+    (src / "labels" / "sub_3" / "ses_1" / "seg.nii.gz").unlink()
+    report = convert_fomo_task(src, 1, 2, progress=False)
+    assert report.converted == 3 and len(report.bad) == 1
+    assert report.bad[0].path.endswith("labels/sub_3/ses_1/seg.nii.gz")
+    assert "lesion mask is missing" in report.bad[0].problem
+    assert not (target / "labelsTr" / "sub_3.nii.gz").exists() and not (target / "labelsTr" / "sub_3.txt").exists()
+
+    # without any mask in the source the dataset is plain classification again, and no stale mask stays behind
+    for mask in (src / "labels").rglob("seg.nii.gz"):
+        mask.unlink()
+    report = convert_fomo_task(src, 1, 2, progress=False)
+    assert report.converted == 4 and load_dataset_json(target).auxiliary_labels is None
+    assert sorted(p.name for p in (target / "labelsTr").iterdir()) == [f"sub_{i}.txt" for i in range(1, 5)]
+    assert all(c.mask_file is None for c in list_cases(target)[0]) and validate_raw_dataset(target) == []
+
+
+@pytest.mark.parametrize("kind", ["grid", "values"])
+def test_task1_bad_mask_is_named_and_its_case_left_out(roots, kind):
+    src = task_tree(roots / "task1", 1, masks=True)
+    mask = src / "labels" / "sub_2" / "seg.nii.gz"
+    if kind == "grid":
+        moved = AFFINE.copy()
+        moved[1, 3] += 3.0
+        write_nifti(mask, infarct_mask(1), affine=moved, dtype=np.uint8)
+    else:
+        write_nifti(mask, infarct_mask(1) * 2, dtype=np.uint8)
+    report = convert_fomo_task(src, 1, 2, progress=False)
+    assert report.converted == 2 and [e.path for e in report.bad] == [str(mask)]
+    assert ("grid differs" if kind == "grid" else "values [2]") in report.bad[0].problem
+
+
+def test_auxiliary_labels_are_declared_and_checked_in_dataset_json(roots):
+    src = task_tree(roots / "task1", 1, masks=True)
+    convert_fomo_task(src, 1, 2, progress=False)
+    target = raw(roots, "Dataset002_FOMOTask1Infarct")
+    data = json.loads((target / "dataset.json").read_text())
+    for bad, message in (({"lesion": 1}, "include 'background'"), ({"background": 0, "infarct": 1.5}, "integer"),
+                         ({"background": 0}, "at least one label")):
+        (target / "dataset.json").write_text(json.dumps({**data, "auxiliary_labels": bad}))
+        with pytest.raises(BadInputError, match=message):
+            load_dataset_json(target)
+    (target / "dataset.json").write_text(json.dumps({**data, "task_type": "segmentation",
+                                                     "labels": {"background": 0, "infarct": 1}}))
+    with pytest.raises(BadInputError, match="declares its voxel labels in 'labels'"):
+        load_dataset_json(target)
+    (target / "dataset.json").write_text(json.dumps(data))
+    (target / "labelsTr" / "sub_2.nii.gz").unlink()
+    problems = validate_raw_dataset(target)
+    assert len(problems) == 1 and problems[0].path.endswith("labelsTr/sub_2.nii.gz")
+    assert "auxiliary mask of case sub_2 is missing" in problems[0].problem
+    # a mask beside the targets of a dataset that declares none is a stale file, not silently ignored
+    (target / "dataset.json").write_text(json.dumps({k: v for k, v in data.items() if k != "auxiliary_labels"}))
+    problems = validate_raw_dataset(target)
+    assert [Path(p.path).name for p in problems] == ["sub_1.nii.gz", "sub_3.nii.gz"]
+    assert all("declares no auxiliary_labels" in p.problem for p in problems)
 
 
 def test_task2_masks_keep_their_exact_geometry_and_images_are_linked(roots):
@@ -317,6 +407,25 @@ def test_test_split_writes_imagesTs_and_keeps_the_training_dataset_json(roots):
     assert len(list((target / "imagesTs").iterdir())) == 6 and len(list((target / "imagesTr").iterdir())) == 9
     assert (target / "dataset.json").read_text() == spec_before
     assert validate_raw_dataset(target) == []
+
+
+def test_task1_test_split_keeps_masks_only_for_a_dataset_that_declares_them(roots):
+    train = task_tree(roots / "train", 1, masks=True)
+    test = task_tree(roots / "test", 1, subjects=("sub_40", "sub_41"), seed=7, masks=True)
+    (test / "labels" / "sub_41" / "seg.nii.gz").unlink()  # the test split never requires one
+    convert_fomo_task(train, 1, 8, progress=False)
+    target = raw(roots, "Dataset008_FOMOTask1Infarct")
+    report = convert_fomo_task(test, 1, 8, split="test", progress=False)
+    assert report.converted == 2 and report.bad == []
+    assert sorted(p.name for p in (target / "labelsTs").iterdir()) == ["sub_40.nii.gz", "sub_40.txt", "sub_41.txt"]
+    tested, problems = list_supervised_cases(target, split="Ts")
+    assert problems == [] and [c.mask_file is not None for c in tested] == [True, False]
+
+    plain = raw(roots, "Dataset009_Plain")
+    convert_fomo_task(task_tree(roots / "train2", 1), 1, 9, name="Plain", progress=False)  # no masks
+    convert_fomo_task(test, 1, 9, name="Plain", split="test", progress=False)
+    assert sorted(p.name for p in (plain / "labelsTs").iterdir()) == ["sub_40.txt", "sub_41.txt"]
+    assert validate_raw_dataset(target) == [] and validate_raw_dataset(plain) == []
 
 
 def test_a_task_folder_cannot_be_converted_into_another_task_dataset(roots, capsys):

@@ -91,7 +91,7 @@ def test_family_trains_end_to_end(task, pretrained, datasets, checkpoint, tmp_pa
         assert not report_path.exists() and state["pretrained"] is None
 
     if task == "segmentation":
-        assert summary["nsd_tolerance_mm"] == 2.0 and summary["spacing_mm"] == [1.0, 1.0, 1.0]
+        assert summary["nsd_tolerance_mm"] == 1.0 and summary["spacing_mm"] == [1.0, 1.0, 1.0]
         mask = np.load(tmp_path / "validation" / f"{val_ids[0]}.npz")["segmentation"]
         assert mask.shape == (40, 40, 40) and set(np.unique(mask)) <= {0, 1}
         model = load_trained_model(tmp_path / "checkpoint_final.pth")  # deep supervision off for prediction
@@ -304,3 +304,100 @@ def test_cli_finetunes_and_reports_a_mismatch(datasets, checkpoint, tmp_path, mo
     other, _ = pretraining_checkpoint(tmp_path / "other.pth", features=(4, 16, 32))
     assert train_main(["900", "1", "--pretrained", str(other), "--epochs", "1", "--output", str(tmp_path / "bad")]) == 2
     assert "--plans-like" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- lesion masks (task 1 auxiliary)
+@pytest.fixture(scope="module")
+def lesion_data(tmp_path_factory):
+    return build_preprocessed(tmp_path_factory.mktemp("lesion"), "classification", num_cases=9, lesion_masks=True)
+
+
+def _gradients(trainer, loss) -> dict:
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad.detach().clone() for n, p in trainer.network.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("fusion", ["stem_expansion", "shared_encoder"])
+def test_lesion_loss_is_computed_on_the_chosen_stage_and_changes_the_encoder_gradients(lesion_data, tmp_path, fusion):
+    import torch.nn.functional as F
+
+    plans = load_plans(lesion_data)
+    plans = plans.replace(network=dataclasses.replace(plans.network, fusion=fusion,
+                                                      input_channels=1 if fusion == "shared_encoder" else 2))
+    trainer = get_trainer("classification")(plans, lesion_data, tmp_path, "0",
+                                            TrainerOptions(method={"lesion_loss_weight": 0.5, "lesion_stage": 1}))
+    trainer.setup()
+    batch = trainer._to_device(trainer.make_training_source(trainer.train_cases)(np.random.default_rng(3)))
+    assert batch["segmentation"].shape == (2, 1, 32, 32, 32) and batch["segmentation"].any()
+    assert all(not mask.any() for mask, label in zip(batch["segmentation"], batch["label"]) if label == 0)
+    loss, metrics = trainer.compute_loss(batch, None)
+    assert metrics["lesion_loss"] > 0 and loss.item() == pytest.approx(metrics["cross_entropy"] +
+                                                                       0.5 * metrics["lesion_loss"], rel=1e-5)
+    with_lesion = _gradients(trainer, loss)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.lesion_head.parameters())
+    weight = torch.tensor(trainer.loss_weights)
+    cross_entropy = F.cross_entropy(trainer.model(batch["image"]).float(), batch["label"].long(), weight=weight)
+    without = _gradients(trainer, cross_entropy)
+    shallow = [n for n in without if n.startswith("encoder.stages.0.")]
+    deepest = [n for n in without if n.startswith("encoder.stages.2.")]
+    assert shallow and deepest
+    # stages up to lesion_stage feel the lesion loss; the stage below it does not
+    assert any(not torch.allclose(with_lesion[n], without[n]) for n in shallow)
+    assert all(torch.allclose(with_lesion[n], without[n], atol=1e-7) for n in deepest)
+    assert trainer.optimizer.param_groups[-1]["name"] == "lesion_head"
+
+
+def test_lesion_head_is_training_only_checkpointed_for_resume_and_prediction_ignores_it(lesion_data, tmp_path):
+    trainer, summary = run_trainer("classification", lesion_data, tmp_path, method={"lesion_loss_weight": 1.0})
+    assert np.isfinite(summary["metrics"]["auroc"])
+    state = torch.load(tmp_path / "checkpoint_final.pth", weights_only=True)
+    assert not any("lesion" in key for key in state["network"])
+    assert set(state["extra"]["lesion_head"]) == {"conv.weight", "conv.bias"}
+    assert state["plans"]["method"]["lesion_loss_weight"] == 1.0
+    log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
+    assert all(record["train_lesion_loss"] > 0 and "train_cross_entropy" in record for record in log)
+    model = load_trained_model(tmp_path / "checkpoint_final.pth")  # the plain ClassificationNet, strictly loaded
+    case = list_preprocessed_cases(lesion_data / "3d_fullres")[0]
+    assert model.predict(case.data()).shape == (2,)
+
+    resumed = get_trainer("classification")(load_plans(lesion_data), lesion_data, tmp_path, "0",
+                                            TrainerOptions(**{**FAST, "epochs": 3, "continue_training": True,
+                                                              "method": {"lesion_loss_weight": 1.0}}))
+    resumed.setup()
+    torch.testing.assert_close(resumed.lesion_head.conv.weight, state["extra"]["lesion_head"]["conv.weight"])
+
+
+def test_lesion_settings_need_the_masks_and_say_which_file_is_missing(lesion_data, datasets, tmp_path):
+    plain = datasets["classification"]
+    with pytest.raises(ValueError, match="need lesion masks"):
+        get_trainer("classification")(load_plans(plain), plain, tmp_path / "a", "0",
+                                      TrainerOptions(method={"lesion_loss_weight": 1.0})).setup()
+    with pytest.raises(ValueError, match="lesion_stage=3"):
+        get_trainer("classification")(load_plans(lesion_data), lesion_data, tmp_path / "b", "0",
+                                      TrainerOptions(method={"lesion_loss_weight": 1.0, "lesion_stage": 3})).setup()
+    broken = build_preprocessed(tmp_path / "broken", "classification", num_cases=9, lesion_masks=True)
+    missing = broken / "3d_fullres" / "case_001_seg.npy"
+    missing.unlink()
+    with pytest.raises(BadInputError) as error:
+        get_trainer("classification")(load_plans(broken), broken, tmp_path / "c", "all",
+                                      TrainerOptions(method={"lesion_oversampling": 0.5})).setup()
+    assert error.value.path == str(missing) and "lesion mask of case case_001 is missing" in error.value.problem
+
+
+def test_lesion_oversampling_puts_the_lesion_of_a_positive_into_its_patch(tmp_path):
+    data = build_preprocessed(tmp_path, "classification", num_cases=9, lesion_masks=True, patch=(16, 16, 16))
+
+    def lesion_hits(oversampling):
+        trainer = get_trainer("classification")(load_plans(data), data, tmp_path / str(oversampling), "all",
+                                                TrainerOptions(method={"lesion_loss_weight": 1.0,
+                                                                       "lesion_oversampling": oversampling}))
+        trainer.setup()
+        source = trainer.make_training_source(trainer.train_cases)
+        hits = []
+        for seed in range(20):
+            batch = source(np.random.default_rng(seed))
+            hits += [bool(s.any()) for s, y in zip(batch["segmentation"], batch["label"]) if y == 1]
+        return np.mean(hits)
+
+    assert lesion_hits(1.0) == 1.0 and lesion_hits(0.0) < 0.8

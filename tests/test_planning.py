@@ -194,6 +194,34 @@ def test_plans_like_rejects_incompatible_channels_and_bad_checkpoints(tmp_path):
     assert str(no_plans) in str(error.value)
 
 
+def test_baseline_normalization_is_a_selectable_scheme_with_its_difference_in_the_notes():
+    fingerprint = synthetic_fingerprint([[1.0, 1.0, 1.0]] * 8, [[120, 140, 120]] * 8)
+    default = plan_from_fingerprint(fingerprint, TASK_SPEC)
+    assert [(n.scheme, n.clip_percentiles) for n in default.normalization] == [("zscore_foreground", [0.5, 99.5])] * 3
+    plans = plan_from_fingerprint(fingerprint, TASK_SPEC, PlannerOptions(normalization="volume_wise_znorm"))
+    assert [(n.scheme, n.clip_percentiles) for n in plans.normalization] == [("volume_wise_znorm", [0.0, 99.0])] * 3
+    note = next(n for n in plans.notes if n.startswith("normalization:"))
+    assert "FOMO25 baseline" in note and "99th percentile" in note and "[0, 1]" in note and "zscore_foreground" in note
+    with pytest.raises(ValueError, match="not one of zscore_foreground, volume_wise_znorm"):
+        PlannerOptions(normalization="minmax")
+
+    # planned like a model pretrained on baseline-normalized inputs: its scheme wins, and the notes say so
+    source = _pretraining_plans().replace(normalization=plans.normalization[:1])
+    used = plan_like(default, source, "pretrained/plans.json", TASK_SPEC, fingerprint, PlannerOptions())
+    assert {n.scheme for n in used.normalization} == {"volume_wise_znorm"}
+    assert any("normalization volume_wise_znorm of the pretrained model is used" in n for n in used.notes)
+
+
+def test_auxiliary_labels_reach_the_plans_of_classification_only():
+    fingerprint = synthetic_fingerprint([[1.0, 1.0, 1.0]] * 8, [[120, 140, 120]] * 8)
+    spec = DatasetSpec(**{**TASK_SPEC.__dict__, "auxiliary_labels": {"background": 0, "infarct": 1}})
+    plans = plan_from_fingerprint(fingerprint, spec)
+    assert plans.auxiliary_labels == {"background": 0, "infarct": 1} and plans.labels is None
+    assert any("auxiliary labels" in n for n in plans.notes)
+    assert plan_from_fingerprint(fingerprint, TASK_SPEC).auxiliary_labels is None
+    assert plan_from_fingerprint(fingerprint, SEG_SPEC).auxiliary_labels is None
+
+
 def test_fingerprint_of_segmentation_dataset(tmp_path):
     raw = make_segmentation_dataset(tmp_path, num_cases=3, shapes=((32, 36, 28), (30, 34, 14)),
                                     spacings=((1.0, 1.0, 1.0), (1.0, 1.0, 2.5)), orientations=("RAS", "LPS"))

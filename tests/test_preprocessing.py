@@ -2,18 +2,19 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from builders import (affine_for, brain_image, ellipsoid, exit_on_marker, lesion_label, make_classification_dataset,
-                      make_segmentation_dataset, simple_plans, write_nifti)
+from builders import (affine_for, brain_image, classification_lesion, ellipsoid, exit_on_marker, lesion_label,
+                      make_classification_dataset, make_segmentation_dataset, simple_plans, write_nifti)
 
 from fomo_nn.io import BadInputError, read_image
 from fomo_nn.plans.records import save_plans
 from fomo_nn.preprocessing import preprocess_case, restore_to_original
 from fomo_nn.preprocessing import runner
-from fomo_nn.preprocessing.normalization import zscore_foreground
+from fomo_nn.preprocessing.normalization import default_normalization, volume_wise_znorm, zscore_foreground
 from fomo_nn.preprocessing.parallel import WorkerDiedError, run_parallel
 from fomo_nn.preprocessing.resampling import axis_taps, resample_labels, resample_volume
 from fomo_nn.preprocessing.sharding import Shard, parse_shard, select_shard
@@ -274,3 +275,147 @@ def test_cli_tiny_run_in_parallel_with_targets(tmp_path, monkeypatch):
     os.remove(out / "3d_fullres" / "cls_002.json")
     assert main_preprocess(["-d", "2", "-np", "1", "--no-progress"]) == 1
     assert main_preprocess(["-d", "2", "-np", "1", "--no-progress", "--skip-bad"]) == 0
+
+
+# ------------------------------------------------------------------------------ auxiliary lesion masks
+def _plan_classification(raw, preprocessed, target_spacing=(1.5, 1.5, 1.5)):
+    from fomo_nn.planning.planner import PlannerOptions
+    from fomo_nn.planning.sizing import SizingOptions
+    from fomo_nn.planning.steps import fingerprint_step, plan_step
+
+    fingerprint_step(raw, preprocessed, progress=False)
+    options = PlannerOptions(sizing=SizingOptions(base_features=8, max_features=32, max_patch_edge=32),
+                             target_spacing=list(target_spacing))
+    return plan_step(raw, preprocessed, options)
+
+
+def test_lesion_masks_are_preprocessed_label_safely_beside_classification_cases(tmp_path):
+    raw = make_classification_dataset(tmp_path / "raw", num_cases=4, lesion_masks=True)
+    preprocessed = tmp_path / "pre" / raw.name
+    plans = _plan_classification(raw, preprocessed)
+    assert plans.auxiliary_labels == {"background": 0, "infarct": 1} and plans.voxel_labels == plans.auxiliary_labels
+    assert any("auxiliary labels" in note for note in plans.notes)
+    report = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
+    assert report.ok and len(report.processed) == 4
+    folder = preprocessed / "3d_fullres"
+    for index in range(4):
+        case = f"cls_{index:03d}"
+        props = json.loads((folder / f"{case}.json").read_text())
+        seg = np.load(folder / f"{case}_seg.npy")
+        assert props["target"] == float(index % 2)
+        assert seg.dtype == np.int8 and seg.shape == (1, *props["shape_after_resampling"])
+        assert set(np.unique(seg)) <= {0, 1}  # nearest / label-safe: no interpolated values
+        assert props["shape_after_resampling"] != props["shape_after_crop"]  # 1 x 1 x 1.2 mm -> 1.5 mm: resampled
+        original = classification_lesion((30, 34, 26), index)
+        if index % 2 == 0:
+            assert not seg.any() and props["foreground_locations"] == {}
+            continue
+        restored = restore_to_original(seg, props, is_label=True)[0]
+        assert _dice(restored == 1, original == 1) > 0.85
+        # the physical volume survives: lesion voxels x voxel volume, before and after
+        assert abs(seg.sum() * 1.5 ** 3 - original.sum() * 1.2) / (original.sum() * 1.2) < 0.2  # a ~230 mm3 blob
+        locations = np.array(props["foreground_locations"]["1"])
+        assert len(locations) == int(seg.sum()) and np.all(seg[0][tuple(locations.T)] == 1)
+
+    # plans without auxiliary labels (dataset.json no longer declares them): redone, and no stale mask remains
+    data = json.loads((raw / "dataset.json").read_text())
+    del data["auxiliary_labels"]
+    (raw / "dataset.json").write_text(json.dumps(data))
+    plans = _plan_classification(raw, preprocessed)
+    assert plans.auxiliary_labels is None
+    report = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
+    assert report.ok and len(report.processed) == 4 and not list(folder.glob("*_seg.npy"))
+
+
+def test_verify_checks_the_auxiliary_masks(tmp_path):
+    raw = make_classification_dataset(tmp_path / "raw", num_cases=4, lesion_masks=True)
+    assert verify_dataset(raw, num_workers=1, progress=False) == []
+    write_nifti(raw / "labelsTr" / "cls_001.nii.gz", classification_lesion((30, 34, 26), 1) * 3,
+                affine_for((1.0, 1.0, 1.2)), np.uint8)
+    write_nifti(raw / "labelsTr" / "cls_003.nii.gz", classification_lesion((30, 34, 26), 3), affine_for(), np.uint8)
+    write_nifti(raw / "labelsTr" / "orphan.nii.gz", classification_lesion((30, 34, 26), 3), affine_for(), np.uint8)
+    (raw / "labelsTr" / "cls_002.nii.gz").unlink()
+    problems = {Path(p.file).name: p.problem for p in verify_dataset(raw, num_workers=1, progress=False)}
+    assert "label values [3] are not declared" in problems["cls_001.nii.gz"]
+    assert "grid differs" in problems["cls_003.nii.gz"]
+    assert "auxiliary mask of case cls_002 is missing" in problems["cls_002.nii.gz"]
+    assert "no images" in problems["orphan.nii.gz"]
+
+
+def test_plans_that_expect_masks_refuse_a_case_without_one(tmp_path):
+    raw = make_classification_dataset(tmp_path / "raw", num_cases=2)
+    preprocessed = tmp_path / "pre" / raw.name
+    plans = simple_plans(channels=("flair", "adc"), task_type="classification", labels=None)
+    plans = plans.replace(classes={"0": "healthy", "1": "infarct"}, auxiliary_labels={"background": 0, "infarct": 1})
+    save_plans(plans, preprocessed / "plans.json")
+    report = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
+    assert not report.ok and len(report.problems) == 2
+    assert all("expects an auxiliary mask" in p.problem and p.file.endswith("_0000.nii.gz") for p in report.problems)
+
+
+# ------------------------------------------------------------------------------------ normalization
+def test_volume_wise_znorm_by_hand():
+    """The FOMO25 baseline rule on numbers one can check: background -50 (the minimum, not 0), foreground
+    1..101, so p99 = 100 (numpy's linear interpolation at rank 0.99 x 100) and x -> (min(x, 100) + 50) / 150."""
+    image = np.concatenate([np.full(19, -50.0), np.arange(1.0, 102.0)]).reshape(4, 5, 6)
+    out, stats = volume_wise_znorm(image)
+    assert stats["minimum"] == -50.0 and stats["clip_upper"] == 100.0 and stats["clip_lower"] is None
+    flat = out.reshape(-1)
+    np.testing.assert_allclose(flat[:19], 0.0)
+    np.testing.assert_allclose(flat[19], 51 / 150, rtol=1e-6)  # x = 1
+    np.testing.assert_allclose(flat[19 + 49], 100 / 150, rtol=1e-6)  # x = 50
+    np.testing.assert_allclose(flat[-2:], 1.0)  # x = 100 and the clipped 101
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    # our default differs: foreground = nonzero (the -50 background counts as foreground), mean 0 / std 1
+    z, _ = zscore_foreground(image, image != 0)
+    assert abs(float(z[image != 0].mean())) < 1e-5 and z.min() < 0
+
+
+def test_volume_wise_znorm_equals_the_baselines_clip_zscore_rescale_steps():
+    """Yucca's steps written out (clip above at the foreground's 0.99 quantile, z-score with the foreground
+    statistics, min-max rescale of the whole image to [0, 1]) give the closed form used here."""
+    rng = np.random.default_rng(4)
+    image = np.where(ellipsoid((20, 22, 18)), rng.gamma(3.0, 100.0, size=(20, 22, 18)), 0.0)
+    image[3, 3, 3] = 5e4  # a hot voxel
+    foreground = image != image.min()
+    steps = np.clip(image, None, np.quantile(image[foreground], 0.99))
+    steps = (steps - steps[foreground].mean()) / steps[foreground].std()
+    steps = (steps - steps.min()) / (steps.max() - steps.min())
+    out, _ = volume_wise_znorm(image)
+    np.testing.assert_allclose(out, steps, atol=1e-6)
+
+
+def test_volume_wise_znorm_scheme_through_preprocessing_stays_in_unit_range(tmp_path):
+    shape = (30, 32, 12)
+    image = brain_image(shape, seed=2, scale=500.0)
+    image[15, 16, 6] = 1e5  # an outlier the p99 clip removes
+    file = write_nifti(tmp_path / "img_0000.nii.gz", image, affine_for((1.0, 1.0, 2.5)))
+    plans = simple_plans(target_spacing=(1.4, 1.4, 1.4), task_type="classification", labels=None)
+    plans = plans.replace(normalization=[default_normalization("volume_wise_znorm")])
+    assert plans.normalization[0].clip_percentiles == [0.0, 99.0]
+    data, _, props = preprocess_case([file], plans)
+    assert data.min() >= 0.0 and data.max() == 1.0  # cubic overshoot clipped back, as Yucca's resize does
+    assert props["normalization"][0]["scheme"] == "volume_wise_znorm"
+    expected, _ = volume_wise_znorm(image[tuple(slice(lo, hi) for lo, hi in props["crop_bbox"])])
+    assert abs(float(data.mean()) - float(expected.mean())) < 0.02  # resampling keeps the intensity level
+    default, _, _ = preprocess_case([file], plans.replace(normalization=[default_normalization()]))
+    assert default.min() < 0 and abs(float(default[default != 0].mean())) < 0.2  # z-scored, not [0, 1]
+    with pytest.raises(ValueError, match="not one of zscore_foreground, volume_wise_znorm"):
+        preprocess_case([file], plans.replace(normalization=[default_normalization().__class__(scheme="minmax")]))
+
+
+def test_cli_normalization_flag_plans_and_applies_the_baseline_scheme(tmp_path, monkeypatch):
+    from fomo_nn.cli.plan_and_preprocess import main
+    from fomo_nn.plans import load_plans
+
+    make_classification_dataset(tmp_path / "raw", num_cases=4)
+    monkeypatch.setenv("fomo_nn_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("fomo_nn_preprocessed", str(tmp_path / "pre"))
+    assert main(["-d", "2", "--normalization", "volume_wise_znorm", "--max-patch", "16", "-np", "1",
+                 "--no-progress"]) == 0
+    preprocessed = tmp_path / "pre" / "Dataset002_Cls"
+    plans = load_plans(preprocessed)
+    assert {n.scheme for n in plans.normalization} == {"volume_wise_znorm"}
+    arrays = [np.load(p) for p in sorted((preprocessed / plans.configuration).glob("*.npy"))
+              if not p.name.endswith("_seg.npy")]
+    assert arrays and all(a.min() >= 0.0 and a.max() <= 1.0 and a.max() > 0.5 for a in arrays)

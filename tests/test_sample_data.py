@@ -89,6 +89,26 @@ def test_layout_and_counts(sample):
     assert {"swi"} in susceptibility and {"t2s"} in susceptibility
 
 
+def test_task1_ships_infarct_masks_beside_the_labels(sample):
+    out, metadata = sample
+    for case in _cases(metadata, 1):
+        mask_path = out / case["mask_file"]
+        assert mask_path.parent == (out / case["label_file"]).parent and mask_path.name == "seg.nii.gz"
+        mask, image = _load(mask_path)
+        flair, flair_image = _load(out / case["images"]["flair"])
+        assert mask.shape == flair.shape and np.allclose(image.affine, flair_image.affine)
+        assert set(np.unique(mask)) <= {0, 1}
+        infarcts = [lesion for lesion in case["lesions"] if lesion["kind"] == "infarct"]
+        if case["target"] == 0:
+            assert not mask.any()  # old infarcts, lacunes and mimics are not the label's lesion
+            continue
+        volumes = [lesion["volume_voxels"] for lesion in infarcts]
+        assert max(volumes) <= mask.sum() <= sum(volumes)
+        for lesion in infarcts:  # each infarct's deepest point lies inside the mask
+            voxel = np.round(np.linalg.solve(image.affine, [*lesion["peak_world_mm"], 1.0])[:3]).astype(int)
+            assert mask[tuple(voxel)] == 1
+
+
 def test_infarct_ratio_follows_fomo(sample):
     _, metadata = sample
     assert metadata["counts"]["finetune"]["task1"] == {"cases": 10, "positive": 6, "negative": 4}

@@ -24,13 +24,14 @@ from fomo_nn.io.errors import BadInputError
 METADATA_FILE = "sample_data.json"
 MARKER_FILE = ".fomo_nn_sample_data"
 OWNED_FOLDERS = ("fomo60k", "finetune", "test")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: task 1 ships seg.nii.gz infarct masks (mask_file)
 NOTES = {
     "peak_world_mm": "scanner RAS+ position (mm) of a lesion's deepest voxel in the written images",
     "center_anatomy_mm": "lesion centre in the subject's anatomy frame (RAS+, head centre at 0, before head pose)",
     "volume_voxels": "lesion voxels on the written image grid (task 2: the seg.nii.gz foreground)",
     "volume_mm3": "lesion or tissue volume (mm^3) from partial-volume weights on the anatomy grid",
     "target": "task 1: 1 infarct / 0 none; task 3: age in years (also in label.txt); task 2: see seg.nii.gz",
+    "mask_file": "task 1: the infarct mask seg.nii.gz beside label.txt (recent infarcts only; all-zero for negatives)",
     "kind": "infarct (recent: the task 1 label), chronic_infarct, lacune, demyelination, vasogenic_edema, postictal, "
             "meningioma",
     "stage": "infarcts: hyperacute (< 6 h), acute (6 h - 7 d), subacute (8-21 d) or chronic; hours_since_onset",

@@ -4,6 +4,9 @@ Layout written (as the FOMO task folders ship it):
     <split>/task<k>/preprocessed/sub_<id>/ses_1/<sequence>.nii.gz
     finetune: <split>/task<k>/labels/sub_<id>/ses_1/{label.txt|seg.nii.gz}
     test:     <split>/task<k>/labels/sub_<id>/{label.txt|seg.nii.gz}   (like the validation layout)
+Task 1 has both: label.txt and, as the official data, the infarct mask seg.nii.gz beside it (the
+recent infarcts the label is about; all-zero for negatives, whose old infarcts, lacunes and mimics
+are not part of it).
 
 Task 1 is a stroke-suspected clinical cohort. Positives carry a recent infarct (hyperacute < 6 h,
 acute 6 h - 7 d or subacute 8-21 d: most stroke MRIs are done within the first days) of any size, from
@@ -128,12 +131,14 @@ class SimulatedCase:
     channels: tuple[str, ...]
 
     def segmentation(self) -> np.ndarray | None:
-        """Task 2 mask on the image grid: the meningioma (uint8 {0, 1})."""
-        if self.plan.task != 2:
+        """The task's mask on the image grid (uint8 {0, 1}): task 2 the meningioma, task 1 the recent
+        infarcts (the label's lesions; empty for negatives); None for task 3."""
+        wanted = {1: "infarct", 2: "meningioma"}.get(self.plan.task)
+        if wanted is None:
             return None
         seg = np.zeros(self.session.geometry.shape, dtype=np.uint8)
         for lesion, mask in zip(self.anatomy.lesions, self.session.lesion_masks):
-            if lesion.kind == "meningioma":
+            if lesion.kind == wanted:
                 seg[mask] = 1
         return seg
 
@@ -174,8 +179,8 @@ def case_folder(out_dir: Path, plan: TaskCasePlan) -> Path:
     return Path(out_dir) / plan.split / f"task{plan.task}"
 
 
-def label_path(out_dir: Path, plan: TaskCasePlan) -> Path:
-    name = "seg.nii.gz" if plan.task == 2 else "label.txt"
+def label_path(out_dir: Path, plan: TaskCasePlan, name: str | None = None) -> Path:
+    name = name or ("seg.nii.gz" if plan.task == 2 else "label.txt")
     labels = case_folder(out_dir, plan) / "labels" / plan.case_id
     return (labels / "ses_1" / name) if plan.split == "finetune" else (labels / name)
 
@@ -191,13 +196,19 @@ def write_task_case(case: SimulatedCase, out_dir: Path) -> dict:
         write_file(path, nifti_gz_bytes(session.images[name], affine))
         images[name] = path.relative_to(out_dir).as_posix()
     label_file = label_path(out_dir, plan)
+    mask_file = None
     if plan.task == 2:
         write_file(label_file, nifti_gz_bytes(StoredImage(case.segmentation()), affine))
     elif plan.task == 1:
         write_file(label_file, f"{plan.label}\n")
+        mask_file = label_path(out_dir, plan, "seg.nii.gz")
+        write_file(mask_file, nifti_gz_bytes(StoredImage(case.segmentation()), affine))
     else:
         write_file(label_file, f"{case.age:.2f}\n")
-    return case_record(case, images, label_file.relative_to(out_dir).as_posix())
+    record = case_record(case, images, label_file.relative_to(out_dir).as_posix())
+    if mask_file is not None:
+        record["mask_file"] = mask_file.relative_to(out_dir).as_posix()
+    return record
 
 
 def case_record(case: SimulatedCase, images: dict, label_file: str) -> dict:

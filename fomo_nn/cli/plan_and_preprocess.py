@@ -17,6 +17,7 @@ import sys
 from fomo_nn.io import BadInputError
 from fomo_nn.paths import preprocessed_root, raw_root, resolve_dataset_name
 from fomo_nn.preprocessing.dataset_cases import format_problems
+from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, SCHEMES
 from fomo_nn.preprocessing.parallel import WorkerDiedError
 from fomo_nn.preprocessing.sharding import parse_shard
 
@@ -60,6 +61,9 @@ def _add_planner(parser):
                        help="override the target spacing (mm, RAS order)")
     group.add_argument("--plans-like", default=None, metavar="CHECKPOINT_OR_PLANS",
                        help="plan like a pretrained model: its checkpoint (.pth) or plans.json")
+    group.add_argument("--normalization", choices=SCHEMES, default=DEFAULT_SCHEME,
+                       help=f"per-channel intensity scheme (default {DEFAULT_SCHEME}); volume_wise_znorm is the "
+                            "FOMO25 baseline's, for weights pretrained with it (a --plans-like model's scheme wins)")
 
 
 def _add_preprocess(parser):
@@ -78,7 +82,7 @@ def _planner_options(args):
                            max_features=args.max_features, encoder=args.encoder, max_patch_edge=args.max_patch,
                            max_batch_size=args.max_batch_size)
     return PlannerOptions(sizing=sizing, fusion=args.fusion, pretraining_family=args.pretraining_family,
-                          target_spacing=args.target_spacing)
+                          target_spacing=args.target_spacing, normalization=args.normalization)
 
 
 def _folders(dataset):

@@ -1,8 +1,10 @@
 """The cases of a raw dataset: which files make one training sample and what its target is.
 
 Supervised datasets use nnU-Net's layout: `imagesTr/CASE_0000<ending>` (one file per channel),
-`labelsTr/CASE<ending>` for masks, `labelsTr/CASE.txt` for a class or a regression target.
-Pretraining corpora list their images in `manifest.json` (see manifest.py).
+`labelsTr/CASE<ending>` for masks, `labelsTr/CASE.txt` for a class or a regression target. A
+classification/regression dataset that declares `auxiliary_labels` also has `labelsTr/CASE<ending>`
+(the auxiliary mask, e.g. the infarct of FOMO25 task 1): required for every training case, read
+when present in `labelsTs`. Pretraining corpora list their images in `manifest.json` (see manifest.py).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ class Case:
     image_files: list[str]  # one per channel, in channel order
     label_file: str | None = None  # segmentation mask or target .txt
     target: float | None = None  # classification class or regression value
+    mask_file: str | None = None  # auxiliary mask of a classification/regression case (dataset.json auxiliary_labels)
     subject: str | None = None
     session: str | None = None
     sequence: str | None = None  # pretraining images: the sequence name
@@ -105,6 +108,13 @@ def _make_case(case_id: str, channels: dict[int, Path], labels_dir: Path, spec: 
         case.target = read_target_txt(label)
         if spec.task_type == "classification" and (case.target not in spec.class_values or case.target % 1):
             raise BadInputError(label, f"class {case.target:g} is not one of {spec.class_values}")
+        if spec.auxiliary_labels is not None:
+            mask = labels_dir / f"{case_id}{spec.file_ending}"
+            if mask.is_file():
+                case.mask_file = str(mask)
+            elif split == "Tr":
+                raise BadInputError(mask, f"auxiliary mask of case {case_id} is missing (dataset.json declares "
+                                          "auxiliary_labels: every training case needs one, all-zero without a lesion)")
     return case
 
 

@@ -1,6 +1,11 @@
 """`dataset.json`: what a raw dataset is (task type, channels, targets).
 
 An nnU-Net v2 raw dataset has no `task_type`: it is read as segmentation, unchanged.
+
+`auxiliary_labels` (classification and regression only) declares voxel labels a case carries beside
+its scalar target, e.g. FOMO25 task 1's infarct masks: `{"background": 0, "infarct": 1}`, one mask
+per training case at `labelsTr/CASE<file_ending>` next to `labelsTr/CASE.txt` (all-zero for a case
+without a lesion). They are an auxiliary training signal, never a prediction target.
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from fomo_nn.io.errors import BadInputError
 
 TASK_TYPES = ("pretraining", "classification", "segmentation", "regression")
 _KNOWN_KEYS = {"name", "task_type", "channel_names", "file_ending", "labels", "classes", "target", "numTraining",
-               "case_subjects", "description"}
+               "case_subjects", "description", "auxiliary_labels"}
+AUXILIARY_TASK_TYPES = ("classification", "regression")
 
 
 @dataclass
@@ -27,6 +33,8 @@ class DatasetSpec:
     num_training: int | None = None
     case_subjects: dict[str, str] = field(default_factory=dict)  # case -> subject, for grouped folds
     description: str = ""
+    # classification/regression: voxel labels beside the target (labelsTr/CASE<file_ending>), name -> value
+    auxiliary_labels: dict[str, int] | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -41,10 +49,17 @@ class DatasetSpec:
     def class_values(self) -> list[int]:
         return sorted(int(k) for k in (self.classes or {}))
 
+    @property
+    def voxel_label_values(self) -> list[int] | None:
+        """Values a case's mask may hold: the segmentation labels or the auxiliary labels (None: no masks)."""
+        labels = self.labels if self.task_type == "segmentation" else self.auxiliary_labels
+        return sorted(int(v) for v in labels.values()) if labels else None
+
     def to_json(self) -> dict:
         data = {"name": self.name, "task_type": self.task_type, "channel_names": self.channel_names,
                 "file_ending": self.file_ending}
-        for key, value in (("labels", self.labels), ("classes", self.classes), ("target", self.target)):
+        for key, value in (("labels", self.labels), ("classes", self.classes), ("target", self.target),
+                           ("auxiliary_labels", self.auxiliary_labels)):
             if value is not None:
                 data[key] = value
         if self.num_training is not None:
@@ -74,9 +89,32 @@ def parse_dataset_json(data: dict, source: str | Path = "dataset.json") -> Datas
         channel_names={str(k): str(v) for k, v in channels.items()}, file_ending=data.get("file_ending", ".nii.gz"),
         labels=data.get("labels"), classes=data.get("classes"), target=data.get("target"),
         num_training=data.get("numTraining"), case_subjects=data.get("case_subjects", {}) or {},
-        description=data.get("description", ""), extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS})
+        description=data.get("description", ""), auxiliary_labels=data.get("auxiliary_labels"),
+        extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS})
     _check_targets(spec, source)
+    _check_auxiliary_labels(spec, source)
     return spec
+
+
+def _check_label_map(labels, source, key: str) -> None:
+    """name -> integer value, background 0, at least one foreground label."""
+    if not isinstance(labels, dict) or "background" not in labels:
+        raise BadInputError(source, f"{key} must map label names to values and include 'background'")
+    if any(not isinstance(v, int) or isinstance(v, bool) for v in labels.values()):
+        raise BadInputError(source, f"{key} must map names to integer values (region labels are not supported)")
+    if labels["background"] != 0:
+        raise BadInputError(source, f"the background value of {key} must be 0")
+    if len(labels) < 2:
+        raise BadInputError(source, f"{key} needs at least one label besides background")
+
+
+def _check_auxiliary_labels(spec: DatasetSpec, source) -> None:
+    if spec.auxiliary_labels is None:
+        return
+    if spec.task_type not in AUXILIARY_TASK_TYPES:
+        raise BadInputError(source, f"auxiliary_labels is for {' and '.join(AUXILIARY_TASK_TYPES)} datasets; a "
+                                    f"{spec.task_type} dataset declares its voxel labels in 'labels'")
+    _check_label_map(spec.auxiliary_labels, source, "auxiliary_labels")
 
 
 def _check_targets(spec: DatasetSpec, source) -> None:

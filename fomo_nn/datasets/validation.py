@@ -296,11 +296,21 @@ def _check_dataset_json_against_files(dataset_dir: Path, spec: DatasetSpec) -> l
                                                   f"{', '.join(unassigned[:5])}"))
     labels_dir = dataset_dir / "labelsTr"
     if labels_dir.is_dir():
-        label_ending = spec.file_ending if spec.task_type == "segmentation" else ".txt"
         for entry in sorted(os.scandir(labels_dir), key=lambda e: e.name):
-            if entry.name.endswith(label_ending) and entry.name[:-len(label_ending)] not in cases:
+            ending = next((e for e in label_endings(spec) if entry.name.endswith(e)), None)
+            if ending is not None and entry.name[:-len(ending)] not in cases:
                 problems.append(BadInputError(entry.path, "label without images in imagesTr"))
+            elif ending is None and spec.auxiliary_labels is None and entry.name.endswith(spec.file_ending):
+                problems.append(BadInputError(entry.path, "a mask beside the targets, but dataset.json declares no "
+                                                          "auxiliary_labels (stale file?)"))
     return problems
+
+
+def label_endings(spec: DatasetSpec) -> tuple[str, ...]:
+    """File endings of labelsTr entries: masks, targets, or targets plus auxiliary masks."""
+    if spec.task_type == "segmentation":
+        return (spec.file_ending,)
+    return (".txt", spec.file_ending) if spec.auxiliary_labels is not None else (".txt",)
 
 
 def _validate_split(dataset_dir: Path, spec: DatasetSpec, split: str, check_images: bool, num_processes: int,
@@ -309,8 +319,8 @@ def _validate_split(dataset_dir: Path, spec: DatasetSpec, split: str, check_imag
         cases, problems = list_supervised_cases(dataset_dir, spec, split=split, strict=False)
     except BadInputError as error:
         return [error]
-    jobs = [(case.image_files, case.label_file if spec.task_type == "segmentation" else None,
-             sorted((spec.labels or {}).values()), check_images) for case in cases]
+    jobs = [(case.image_files, case.label_file if spec.task_type == "segmentation" else case.mask_file,
+             spec.voxel_label_values or [], check_images) for case in cases]
     from tqdm import tqdm
 
     bar = dict(total=len(jobs), desc=f"validating images{split}", unit="case", disable=not progress)

@@ -25,6 +25,7 @@ from torch import nn
 from fomo_nn.inference.sliding_window import sliding_window_dense, sliding_window_tiles
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
+from fomo_nn.training import checkpoint
 
 AGGREGATIONS = ("mean", "median")
 
@@ -143,15 +144,17 @@ def load_trained_model(checkpoint_path: str | Path, device: str | torch.device =
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise BadInputError(path, f"not a loadable fomo_nn checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or "plans" not in state or "network" not in state:
-        raise BadInputError(path, "not a fomo_nn training checkpoint (needs 'network' and 'plans')")
-    plans = Plans.from_json(state["plans"], str(path))
+    if not isinstance(state, dict) or checkpoint.PLANS not in state or checkpoint.NETWORK not in state:
+        raise BadInputError(path, f"not a fomo_nn training checkpoint (needs {checkpoint.NETWORK!r} and "
+                                  f"{checkpoint.PLANS!r})")
+    plans = Plans.from_json(state[checkpoint.PLANS], str(path))
     network = build_finetuning_network(plans)
     try:
-        network.load_state_dict(state["network"])
+        network.load_state_dict(state[checkpoint.NETWORK])
     except RuntimeError as error:
         raise BadInputError(path, f"weights do not fit the network its plans describe ({error})") from None
-    extra = state.get("extra") or {}
+    extra = state.get(checkpoint.EXTRA) or {}
     normalization = extra.get("target_normalization")
-    return TrainedModel(network.to(device), plans, str(state.get("trainer", "")), str(state.get("fold", "")),
+    return TrainedModel(network.to(device), plans, str(state.get(checkpoint.TRAINER, "")),
+                        str(state.get(checkpoint.FOLD, "")),
                         TargetNormalization.from_dict(normalization) if normalization else None, str(path))

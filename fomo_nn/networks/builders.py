@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.networks.finetuning import ClassificationNet, PooledHeadNet, RegressionNet, SegmentationNet
+from fomo_nn.networks.finetuning import DEFAULT_POOL, ClassificationNet, PooledHeadNet, RegressionNet, SegmentationNet
 from fomo_nn.networks.pretraining import EmbeddingNet, HybridNet, MAENet
 from fomo_nn.networks.vae import VAEHybridNet
 from fomo_nn.plans.records import PLANS_FILE, Plans
@@ -56,7 +56,7 @@ def build_finetuning_network(plans: Plans, **overrides) -> nn.Module:
     # every stage pooled (FOMO2JOMO's multi-scale idea): instance norm leaves the pooled bottleneck
     # alone nearly constant across scans, which starves few-shot classification/regression heads;
     # per-sequence passes keep their pooled features side by side ("concat")
-    pooled = {"pool": settings.get("pool", "all_stages"), "dropout": settings.get("head_dropout"),
+    pooled = {"pool": settings.get("pool", DEFAULT_POOL), "dropout": settings.get("head_dropout"),
               "fusion": net.fusion, "fusion_weighting": weighting or "concat"}
     if plans.task_type == "classification":
         if not plans.classes or len(plans.classes) < 2:

@@ -99,3 +99,20 @@ class LinearHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.dropout(self.standardizer(x)))
+
+
+class LesionHead(nn.Module):
+    """Training-only auxiliary head: one lesion logit per voxel of an encoder stage (a 1x1x1 convolution).
+
+    Classification with lesion masks (FOMO25 task 1) adds a segmentation loss on it, so the encoder
+    learns where the lesion is, not only whether the case is positive. It reads one stage's features
+    (``in_channels``: that stage's channels, times the sequences when a shared encoder runs per
+    sequence) and is never part of the finetuned network: predictions do not need it.
+    """
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, 1, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv(features)

@@ -10,7 +10,8 @@ from fomo_nn.datasets.dataset_json import DatasetSpec
 from fomo_nn.planning.family_defaults import augmentation_preset, default_training_plan, task_family
 from fomo_nn.planning.sizing import SizingOptions, plan_sizing
 from fomo_nn.planning.target_spacing import determine_target_spacing
-from fomo_nn.plans.records import FUSION_MODES, NormalizationPlan, Plans
+from fomo_nn.plans.records import FUSION_MODES, Plans
+from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, check_scheme, default_normalization
 
 SKULL_STRIPPED_RELATIVE_SIZE = 0.75  # nnU-Net: cropping removes > 25 % of the volume -> background is 0
 
@@ -22,10 +23,14 @@ class PlannerOptions:
     pretraining_family: str = "pretraining_reconstruction"
     target_spacing: list[float] | None = None  # override the spacing rule
     plans_name: str = "fomo_nnPlans"
+    # per-channel intensity scheme (fomo_nn.preprocessing.normalization.SCHEMES); volume_wise_znorm
+    # gives the FOMO25 baseline's inputs, for weights pretrained with it
+    normalization: str = DEFAULT_SCHEME
 
     def __post_init__(self):
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"fusion {self.fusion!r} is not one of {FUSION_MODES}")
+        check_scheme(self.normalization)
 
 
 def case_arrays(fingerprint: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -95,16 +100,20 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
     notes = [f"target spacing: {spacing_reason}", *sizing.notes,
              f"network: {options.sizing.encoder} U-Net, features {sizing.network.features_per_stage}",
              _input_note(spec, channels, input_channels, fusion),
-             _normalization_note(fingerprint), f"augmentation preset: {family}",
+             _normalization_note(fingerprint, options.normalization), f"augmentation preset: {family}",
              f"training recipe: {spec.task_type} defaults (see fomo_nn.planning.family_defaults)"]
+    auxiliary = spec.auxiliary_labels if spec.task_type in ("classification", "regression") else None
+    if auxiliary:
+        notes.append(f"auxiliary labels {auxiliary}: every case's mask is preprocessed label-safely into "
+                     "CASE_seg.npy (for auxiliary losses; the prediction target stays the case's value)")
     return Plans(
         dataset_name=dataset_name or spec.name, task_type=spec.task_type, channel_names=channels,
         target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
         patch_size=sizing.patch_size, batch_size=sizing.batch_size,
-        normalization=[NormalizationPlan() for _ in channels], network=sizing.network,
+        normalization=[default_normalization(options.normalization) for _ in channels], network=sizing.network,
         training=default_training_plan(spec.task_type), augmentation=augmentation_preset(family),
         augmentation_family=family, method={},
-        labels=spec.labels, classes=spec.classes, target=spec.target,
+        labels=spec.labels, classes=spec.classes, target=spec.target, auxiliary_labels=auxiliary,
         foreground_oversampling=0.33 if spec.task_type == "segmentation" else 0.0,
         plans_name=options.plans_name, notes=notes)
 
@@ -120,12 +129,19 @@ def _input_note(spec: DatasetSpec, channels, input_channels: int, fusion: str) -
     return f"input: {len(channels)} sequences {channels}, fusion shared_encoder (one 1-channel encoder per sequence)"
 
 
-def _normalization_note(fingerprint: dict) -> str:
+def _normalization_note(fingerprint: dict, scheme: str = DEFAULT_SCHEME) -> str:
     relative = float(fingerprint.get("median_relative_size_after_crop", 1.0))
     if relative < SKULL_STRIPPED_RELATIVE_SIZE:
         state = f"cropping keeps {relative:.0%} of the volume: background is 0 (skull-stripped)"
     else:
         state = (f"cropping keeps {relative:.0%} of the volume: images may not be skull-stripped, so the "
                  "'foreground' is most of the image")
+    if scheme == "volume_wise_znorm":
+        return ("normalization: volume_wise_znorm per channel and image, the FOMO25 baseline's (Yucca) rule for "
+                "weights pretrained with it: foreground = voxels above the image minimum, clipped above at its "
+                "99th percentile, rescaled to [0, 1] (background 0, p99 and above 1; the baseline's z-score is "
+                "undone by that rescale). It differs from our default zscore_foreground (clip to the 0.5/99.5 "
+                "foreground percentiles, z-score: mean 0 / std 1 inside the nonzero mask): no lower clip, values "
+                f"in [0, 1] instead of standardised, foreground found per channel; {state}")
     return ("normalization: zscore_foreground per channel and image (clip to the image's 0.5/99.5 foreground "
             f"percentiles, z-score inside the nonzero mask, background 0); {state}")

@@ -150,6 +150,10 @@ def plan_like(alone: Plans, source: Plans, source_path: str | Path, spec: Datase
     source_norm = source.normalization
     normalization = [NormalizationPlan(**dataclasses.asdict(source_norm[i if len(source_norm) > 1 else 0]))
                      for i in range(len(alone.channel_names))]
+    used_schemes = sorted({n.scheme for n in normalization})
+    if used_schemes != [options.normalization]:
+        notes.append(f"normalization {', '.join(used_schemes)} of the pretrained model is used (the planner's "
+                     f"normalization option is {options.normalization}): its weights expect those inputs")
     spacing_reason = f"taken from the pretrained plans ({source.dataset_name}) so features match their scale"
     used = alone.replace(target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
                          patch_size=patch, batch_size=batch, normalization=normalization, network=network,

@@ -21,8 +21,13 @@ FUSION_MODES = ("none", "stem_expansion", "shared_encoder")
 class NormalizationPlan:
     """Per-channel intensity normalization, computed per image (sites differ in scale).
 
-    zscore_foreground: clip to the foreground percentiles, then z-score with the foreground mean/std
-    (skull-stripped MRI: foreground = nonzero), background set to 0.
+    The schemes and their exact rules live in fomo_nn.preprocessing.normalization (one home for
+    preprocessing and inference alike):
+    - zscore_foreground (default): clip to the foreground's `clip_percentiles`, z-score with the
+      foreground mean/std (foreground = nonzero in any channel), background 0;
+    - volume_wise_znorm: the FOMO25 baseline's (Yucca) rule, for weights pretrained with it:
+      foreground = voxels above the image minimum, clipped above at its 99th percentile, mapped to
+      [0, 1] (`clip_percentiles` [0, 99]).
     """
 
     scheme: str = "zscore_foreground"
@@ -99,6 +104,9 @@ class Plans:
     labels: dict[str, int] | None = None
     classes: dict[str, str] | None = None
     target: dict | None = None
+    # classification/regression: voxel labels preprocessed beside each case (dataset.json auxiliary_labels,
+    # e.g. task 1 infarct masks) into CASE_seg.npy, for auxiliary losses; None: the dataset has none
+    auxiliary_labels: dict[str, int] | None = None
     foreground_oversampling: float = 0.33
     configuration: str = "3d_fullres"
     plans_name: str = "fomo_nnPlans"
@@ -112,6 +120,11 @@ class Plans:
     @property
     def num_segmentation_heads(self) -> int:
         return len(self.labels) if self.labels else 0
+
+    @property
+    def voxel_labels(self) -> dict[str, int] | None:
+        """The label map preprocessed into CASE_seg.npy: segmentation labels or auxiliary labels (None: no mask)."""
+        return self.labels if self.task_type == "segmentation" else self.auxiliary_labels
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -2,7 +2,9 @@
 
 Forward (`preprocess_case`): read all channels in RAS order, crop to the nonzero box (union over
 channels and the mask), normalize per channel, resample to the plans' target spacing (cubic for
-images, label-safe for masks, nearest along the slice axis of strongly anisotropic scans).
+images, label-safe for masks, nearest along the slice axis of strongly anisotropic scans). The mask
+is the segmentation target, or a classification/regression case's auxiliary mask (plans
+`auxiliary_labels`, e.g. task 1 infarcts): both go through the same label-safe path.
 Backward (`restore_to_original`): undo the resampling onto the cropped grid with the matching
 interpolation, then paste into the full RAS grid. `fomo_nn.io.write_image` takes it from there
 into the input's own orientation and header.
@@ -15,7 +17,7 @@ import numpy as np
 
 from fomo_nn.preprocessing.case_reading import LoadedCase, read_case_images
 from fomo_nn.preprocessing.crop import bounding_box, box_shape, crop, nonzero_mask, paste
-from fomo_nn.preprocessing.normalization import normalize_channels
+from fomo_nn.preprocessing.normalization import clip_to_scheme_range, normalize_channels
 from fomo_nn.preprocessing.resampling import (new_shape_for_spacing, resample_channels, resample_labels,
                                               separate_z_axis)
 
@@ -23,7 +25,28 @@ MAX_LOCATIONS_PER_LABEL = 10_000
 
 
 def label_values_of(plans) -> list[int] | None:
-    return sorted(int(v) for v in plans.labels.values()) if plans.labels else None
+    """Values the case's mask may hold (segmentation or auxiliary labels); None when plans expect no mask."""
+    labels = plans.voxel_labels
+    return sorted(int(v) for v in labels.values()) if labels else None
+
+
+def voxel_label_file(case, plans) -> str | None:
+    """The raw mask preprocessing reads for `case` (a fomo_nn.datasets.cases.Case), or None.
+
+    Segmentation: the label file. Classification/regression with plans `auxiliary_labels`: the
+    auxiliary mask, which must then exist (BadInputError naming where it was expected).
+    """
+    if plans.task_type == "segmentation":
+        return case.label_file
+    if not plans.auxiliary_labels:
+        return None
+    if case.mask_file is None:
+        from fomo_nn.io import BadInputError
+
+        raise BadInputError(case.image_files[0], f"plans.json expects an auxiliary mask (auxiliary_labels) but case "
+                                                 f"{case.case_id} has none in labelsTr; re-plan if dataset.json no "
+                                                 "longer declares auxiliary_labels")
+    return case.mask_file
 
 
 def preprocess_case(image_files, plans, label_file: str | None = None):
@@ -51,7 +74,7 @@ def preprocess_loaded(loaded: LoadedCase, plans):
     cropped_shape = box_shape(box)
     new_shape = new_shape_for_spacing(cropped_shape, spacing, target_spacing)
     z_axis = separate_z_axis(spacing, target_spacing)
-    data = resample_channels(data, new_shape, "cubic", z_axis)
+    data = clip_to_scheme_range(resample_channels(data, new_shape, "cubic", z_axis), plans.normalization)
     seg = None
     if loaded.seg is not None:
         seg = resample_labels(crop(loaded.seg, box), new_shape, z_axis).astype(np.int8)[None]

@@ -1,9 +1,12 @@
 """The preprocessed case files and the rule that makes a case 'finished'.
 
-Per case: `CASE.npy` (float32 (C, X, Y, Z)), `CASE_seg.npy` (int8 (1, X, Y, Z), segmentation only)
-and `CASE.json` (properties). Arrays go to hidden temporary names first and are renamed into place;
-CASE.json is written last, so its presence, with the arrays beside it and the current
-preprocessing signature inside it, means the case is complete. Anything else is redone.
+Per case: `CASE.npy` (float32 (C, X, Y, Z)), `CASE_seg.npy` (int8 (1, X, Y, Z): the voxel labels
+of the case, i.e. the segmentation target, or the auxiliary mask of a classification/regression
+dataset with plans `auxiliary_labels` such as task 1's infarcts; absent otherwise) and `CASE.json`
+(properties). Arrays go to hidden temporary names first and are renamed into place; CASE.json is
+written last, so its presence, with the arrays beside it and the current preprocessing signature
+inside it, means the case is complete. Anything else is redone; a rewrite without a mask removes
+an older `CASE_seg.npy`, so no stale mask is ever read as this case's.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ def preprocessing_signature(plans) -> str:
                 "target_spacing": [round(float(s), 6) for s in plans.target_spacing],
                 "normalization": [asdict(n) for n in plans.normalization], "labels": plans.labels,
                 "configuration": plans.configuration}
+    if plans.auxiliary_labels:  # only when set, so datasets without masks keep their signatures
+        relevant["auxiliary_labels"] = plans.auxiliary_labels
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -50,7 +55,14 @@ def write_case(folder: str | Path, case_id: str, data: np.ndarray, seg: np.ndarr
     save_array_atomic(paths["data"], np.ascontiguousarray(data, dtype=np.float32))
     if seg is not None:
         save_array_atomic(paths["seg"], np.ascontiguousarray(seg, dtype=np.int8))
+    else:
+        paths["seg"].unlink(missing_ok=True)
     write_json_atomic(paths["properties"], {**properties, "preprocessing_signature": signature}, indent=None)
+
+
+def expects_seg(plans) -> bool:
+    """Whether every finished case of these plans has a CASE_seg.npy."""
+    return plans.voxel_labels is not None
 
 
 def is_case_finished(folder: str | Path, case_id: str, signature: str, needs_seg: bool) -> bool:

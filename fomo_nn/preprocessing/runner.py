@@ -13,10 +13,10 @@ from pathlib import Path
 
 from fomo_nn.datasets.cases import Case
 from fomo_nn.plans.records import load_plans
-from fomo_nn.preprocessing.case_preprocessing import label_values_of, preprocess_loaded
+from fomo_nn.preprocessing.case_preprocessing import label_values_of, preprocess_loaded, voxel_label_file
 from fomo_nn.preprocessing.case_reading import read_case_images
-from fomo_nn.preprocessing.case_store import (is_case_finished, preprocessing_signature, remove_stale_temporaries,
-                                              write_case)
+from fomo_nn.preprocessing.case_store import (expects_seg, is_case_finished, preprocessing_signature,
+                                              remove_stale_temporaries, write_case)
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases, format_problems
 from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.preprocessing.sharding import Shard, select_shard
@@ -65,7 +65,7 @@ def preprocess_one(job: _Job) -> CaseProblem | None:
     case = job.case
     try:
         remove_stale_temporaries(job.folder, case.case_id)
-        label_file = case.label_file if job.plans.task_type == "segmentation" else None
+        label_file = voxel_label_file(case, job.plans)
         loaded = read_case_images(case.image_files, label_file, label_values_of(job.plans) if label_file else None)
         data, seg, properties = preprocess_loaded(loaded, job.plans)
         del loaded
@@ -88,7 +88,7 @@ def preprocess_dataset(raw_dir: str | Path, preprocessed_dir: str | Path, num_wo
     signature = preprocessing_signature(plans)
     by_id = {case.case_id: case for case in cases}
     report = PreprocessReport(problems=listing_problems if shard is None or shard.index == 0 else [])
-    needs_seg = plans.task_type == "segmentation"
+    needs_seg = expects_seg(plans)
     todo = []
     for case_id in select_shard(by_id, shard):
         if is_case_finished(folder, case_id, signature, needs_seg):

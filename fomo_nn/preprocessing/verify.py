@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fomo_nn.datasets.cases import Case
 from fomo_nn.datasets.dataset_json import DatasetSpec
+from fomo_nn.datasets.validation import label_endings
 from fomo_nn.io import BadInputError
 from fomo_nn.preprocessing.case_reading import read_case_images
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases
@@ -27,8 +28,8 @@ class _Check:
 def check_case(check: _Check) -> CaseProblem | None:
     case = check.case
     try:
-        read_case_images(case.image_files, case.label_file if check.label_values is not None else None,
-                         check.label_values)
+        mask = case.label_file if case.mask_file is None else case.mask_file
+        read_case_images(case.image_files, mask if check.label_values is not None else None, check.label_values)
     except Exception as error:
         return CaseProblem.from_error(case.case_id, error)
     return None
@@ -50,9 +51,9 @@ def _layout_problems(raw_dir: Path, spec: DatasetSpec, cases: list[Case]) -> lis
                                         f"dataset.json channel_names (0..{spec.num_channels - 1})"))
     known = {case.case_id for case in cases}
     if labels_dir.is_dir():
-        ending = ".txt" if spec.task_type in ("classification", "regression") else spec.file_ending
         for path in sorted(labels_dir.iterdir()):
-            if path.name.endswith(ending) and path.name[: -len(ending)] not in known:
+            ending = next((e for e in label_endings(spec) if path.name.endswith(e)), None)
+            if ending is not None and path.name[: -len(ending)] not in known:
                 problems.append(CaseProblem(None, str(path), "label has no images in imagesTr"))
     if spec.num_training is not None and spec.num_training != len(cases):
         problems.append(CaseProblem(None, str(raw_dir / "dataset.json"), f"numTraining is {spec.num_training} but "
@@ -68,7 +69,7 @@ def verify_dataset(raw_dir: str | Path, num_workers: int = 1, progress: bool = T
     except BadInputError as error:
         return [CaseProblem.from_error(None, error)]
     problems += _layout_problems(raw_dir, spec, cases)
-    label_values = sorted(int(v) for v in spec.labels.values()) if spec.task_type == "segmentation" else None
+    label_values = spec.voxel_label_values
     checks = [_Check(case, label_values) for case in cases]
     for _, problem in run_parallel(check_case, checks, [c.case_id for c in cases], num_workers, "verifying",
                                    progress):

@@ -33,10 +33,15 @@ class _Augmenter:
 
 
 class PatchSource:
-    """i.i.d. patches from cases: images (+ masks with foreground oversampling) and scalar targets."""
+    """i.i.d. patches from cases: images (+ masks with foreground oversampling) and scalar targets.
+
+    ``read_seg``: crop the case's CASE_seg.npy too (segmentation targets; a classification case's
+    lesion mask when an auxiliary loss needs it) and transform it with the image; off, masks on disk
+    are ignored. Foreground oversampling centres a patch on a mask voxel (cases without any: random).
+    """
 
     def __init__(self, cases: list[PreprocessedCase], read_size, batch_size: int, pipeline=None,
-                 foreground_oversampling: float = 0.0, center_crop: bool = False):
+                 foreground_oversampling: float = 0.0, center_crop: bool = False, read_seg: bool = True):
         if not cases:
             raise ValueError("no cases to sample from")
         self.cases = cases
@@ -45,6 +50,7 @@ class PatchSource:
         self.augment = _Augmenter(pipeline)
         self.foreground_oversampling = foreground_oversampling
         self.center_crop = center_crop
+        self.read_seg = read_seg
 
     def _corner(self, case: PreprocessedCase, shape, rng: np.random.Generator) -> np.ndarray:
         if self.center_crop:
@@ -59,7 +65,7 @@ class PatchSource:
         data = case.data()
         lower = self._corner(case, data.shape, rng)
         image = crop_with_padding(data, lower, self.read_size)
-        seg = case.seg()
+        seg = case.seg() if self.read_seg else None
         seg_patch = crop_with_padding(seg, lower, self.read_size) if seg is not None else None
         sample = self.augment(image, seg_patch)
         sample["case_id"] = case.case_id

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fomo_nn.inference.case_prediction import evaluation_mode
+from fomo_nn.networks.finetuning import DEFAULT_POOL
 from fomo_nn.training.checkpoint import capture_rng_state, restore_rng_state
 from fomo_nn.training.data.batch_sources import PatchSource, collate
 from fomo_nn.training.data.loader import seed_global_generators
@@ -34,7 +35,7 @@ class PooledHeadTrainer(FinetuningTrainer):
     """Base of the classification and regression trainers (not registered itself)."""
 
     def default_method_settings(self) -> dict:
-        return {**super().default_method_settings(), "pool": "all_stages", "head_init": "probe",
+        return {**super().default_method_settings(), "pool": DEFAULT_POOL, "head_init": "probe",
                 "head_fit_patches": 4, "head_fit_augmented": False}
 
     def probe_targets(self, targets: np.ndarray) -> np.ndarray:
@@ -50,7 +51,7 @@ class PooledHeadTrainer(FinetuningTrainer):
         """(N, D) pooled features of `head_fit_patches` patches per training case, their targets and the
         index of the case each patch came from."""
         pipeline, read_size = self.training_pipeline() if self.method["head_fit_augmented"] else (None, None)
-        source = PatchSource(self.train_cases, read_size or self.plans.patch_size, 1, pipeline)
+        source = PatchSource(self.train_cases, read_size or self.plans.patch_size, 1, pipeline, read_seg=False)
         rng = np.random.default_rng([self.seed, HEAD_FIT_STREAM])
         per_case = max(1, int(self.method["head_fit_patches"]))
         state = capture_rng_state()  # augmentations draw from the global generators: seed, then restore them
