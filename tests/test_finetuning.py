@@ -34,7 +34,7 @@ def pretraining_checkpoint(path, features=(8, 16, 32), export=False):
     if export:
         torch.save({"encoder": weights, "plans": plans.to_json(), "adaptation": record}, path)
     else:
-        torch.save({"network": weights, "plans": plans.to_json(), "adaptation_record": record, "epoch": 1}, path)
+        torch.save({"network": weights, "plans": plans.to_json(), "adaptation": record, "epoch": 1}, path)
     return path, encoder_state_dict(model)
 
 

@@ -156,3 +156,21 @@ def test_network_settings_are_valid_only_for_the_task_that_reads_them(tmp_path):
     with pytest.raises(UnknownKeyError, match="unknown setting 'pool'"):  # segmentation has no pooled head
         get_trainer("segmentation")(tiny_plans("segmentation", ["mri"]), tmp_path, tmp_path / "s", "0",
                                     TrainerOptions(device="cpu", method={"pool": "bottleneck"}))
+
+
+@pytest.mark.parametrize("where", ["top", "network", "training", "normalization"])
+def test_plans_refuse_an_unknown_key_with_the_nearest_valid_one(tmp_path, where):
+    from builders import simple_plans
+    from fomo_nn.plans.records import load_plans, save_plans
+
+    data = simple_plans().to_json()
+    target = {"top": data, "network": data["network"], "training": data["training"],
+              "normalization": data["normalization"][0]}[where]
+    valid = next(iter(target))
+    target[valid + "x"] = target[valid]
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadInputError, match=f"unknown key '{valid}x'; did you mean '{valid}'"):
+        load_plans(path)
+    save_plans(simple_plans(), path)
+    assert load_plans(path) == simple_plans()

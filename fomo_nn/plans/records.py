@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import write_json_atomic
+from fomo_nn.utils.strict_keys import check_known_keys
 
 PLANS_FILE = "plans.json"
 FUSION_MODES = ("none", "stem_expansion", "shared_encoder")
@@ -133,11 +134,11 @@ class Plans:
     def from_json(cls, data: dict, source: str = PLANS_FILE) -> "Plans":
         try:
             data = dict(data)
-            data["normalization"] = [NormalizationPlan(**n) for n in data["normalization"]]
+            data["normalization"] = [_build(NormalizationPlan, n) for n in data["normalization"]]
             data["network"] = _build(NetworkPlan, data["network"])
             data["training"] = _build(TrainingPlan, data.get("training", {}))
             return _build(cls, data)
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise BadInputError(source, f"malformed plans ({error})") from None
 
     def replace(self, **changes) -> "Plans":
@@ -145,9 +146,10 @@ class Plans:
 
 
 def _build(cls, data: dict):
-    """Construct a dataclass, ignoring unknown keys (plans written by a newer version still load)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    """Construct a dataclass; an unknown key is refused with the nearest valid name (a typo in a hand
+    edit must not be dropped silently)."""
+    check_known_keys(f"plans {cls.__name__}", data, [f.name for f in dataclasses.fields(cls)])
+    return cls(**data)
 
 
 def save_plans(plans: Plans, path: str | Path) -> Path:

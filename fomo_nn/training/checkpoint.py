@@ -41,8 +41,6 @@ ENCODER = "encoder"
 FORMAT = "format"
 FORMAT_VERSION = "format_version"
 SOURCE_CHECKPOINT = "source_checkpoint"
-# an older spelling of ADAPTATION, read (never written) by `adaptation_entry` only
-LEGACY_ADAPTATION = "adaptation_record"
 
 RECORD_KEYS = (ADAPTATION, PRETRAINED)  # what BaseTrainer.checkpoint_record() may add
 REQUIRED_KEYS = (NETWORK, OPTIMIZER, SCHEDULER, EPOCH, PLANS, TRAINER, RNG)
@@ -105,12 +103,9 @@ def task_type_of(state: dict) -> str | None:
 
 
 def adaptation_entry(state: dict) -> dict | None:
-    """The adaptation record dict a pretraining checkpoint or export holds (None if none), under
-    ADAPTATION (the one key written; LEGACY_ADAPTATION is accepted on read)."""
-    for key in (ADAPTATION, LEGACY_ADAPTATION):
-        if isinstance(state.get(key), dict):
-            return state[key]
-    return None
+    """The adaptation record dict a pretraining checkpoint or export holds under ADAPTATION (None if none)."""
+    record = state.get(ADAPTATION)
+    return record if isinstance(record, dict) else None
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
