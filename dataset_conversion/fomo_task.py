@@ -29,6 +29,9 @@ from fomo_nn.io import read_image
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import write_text_atomic
 
+# FOMO task 3 targets are ages in years: anything outside is a broken label file, not a patient
+PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
+
 FILE_ENDING = ".nii.gz"
 
 
@@ -153,7 +156,7 @@ def _check_label(job: CaseJob, reference: ImageGrid | None, problems: list) -> f
         _check_mask(job.label_file, reference, problems)
         return None
     try:
-        value = read_target_txt(job.label_file)
+        value = read_target_txt(job.label_file, PLAUSIBLE_AGE_YEARS if job.label_kind == "value" else None)
         if job.label_kind == "class" and value not in job.allowed_classes:
             raise BadInputError(job.label_file, f"class {value:g} is not one of {job.allowed_classes}")
         return value

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.io.number_file import read_number_file
 
 
 @dataclass
@@ -34,20 +35,13 @@ class Case:
         return self.subject or self.case_id
 
 
-def read_target_txt(path: str | Path) -> float:
-    """A `label.txt` / `CASE.txt`: one number (class or value). Raises BadInputError otherwise."""
-    path = Path(path)
-    try:
-        text = path.read_text().strip()
-    except OSError as error:
-        raise BadInputError(path, f"cannot read target file ({error.strerror})") from None
-    try:
-        value = float(text.split()[0]) if text else None
-    except ValueError:
-        value = None
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        raise BadInputError(path, f"expected one number, found {text[:40]!r}")
-    return value
+# a regression target beyond this breaks the target normalization at step 0 (1e300 squared overflows)
+REGRESSION_TARGET_LIMIT = 1e6
+
+
+def read_target_txt(path: str | Path, valid_range: tuple[float, float] | None = None) -> float:
+    """A `label.txt` / `CASE.txt`: exactly one number (class or value). Raises BadInputError otherwise."""
+    return read_number_file(path, valid_range, what="target")
 
 
 def _cases_in(images_dir: Path, spec: DatasetSpec) -> dict[str, dict[int, Path]]:
@@ -105,7 +99,8 @@ def _make_case(case_id: str, channels: dict[int, Path], labels_dir: Path, spec: 
         if not label.is_file():
             raise BadInputError(label, f"target of case {case_id} is missing")
         case.label_file = str(label)
-        case.target = read_target_txt(label)
+        case.target = read_target_txt(label, (-REGRESSION_TARGET_LIMIT, REGRESSION_TARGET_LIMIT)
+                                      if spec.task_type == "regression" else None)
         if spec.task_type == "classification" and (case.target not in spec.class_values or case.target % 1):
             raise BadInputError(label, f"class {case.target:g} is not one of {spec.class_values}")
         if spec.auxiliary_labels is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.io.number_file import parse_number, read_number_file
 
 MASK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 FOMO_MASK_STEM = "seg"
@@ -117,24 +118,8 @@ def find_masks(path: str | Path) -> dict[str, Path]:
 
 
 def read_number_txt(path: str | Path) -> float:
-    """A per-case .txt holding exactly one finite number."""
-    path = Path(path)
-    try:
-        text = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(path, f"cannot read ({error})") from None
-    value = _parse_number(text)
-    if value is None:
-        raise BadInputError(path, f"expected one number, found {text[:40]!r}")
-    return value
-
-
-def _parse_number(text: str) -> float | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
+    """A per-case .txt holding exactly one finite number (the one strict reader: fomo_nn.io.number_file)."""
+    return read_number_file(path)
 
 
 def _probability_column(path: Path, names: list[str], index: int) -> int:
@@ -159,7 +144,7 @@ def _csv_columns(path: Path, header: list[str], probability_column: int | None) 
         raise BadInputError(path, f"has a case_id column but no 'value' column (columns: {', '.join(header)})")
     if len(header) < 2:
         raise BadInputError(path, "expected columns case_id,value (or two columns: case id, value)")
-    has_header = _parse_number(header[1]) is None
+    has_header = parse_number(header[1]) is None
     if has_header and len(header) != 2:
         raise BadInputError(path, f"cannot tell which column holds the value (columns: {', '.join(header)}); "
                                   "name them case_id and value")
@@ -181,7 +166,7 @@ def read_scalar_csv(path: str | Path, probability_column: int | None = None) -> 
     for line_number, row in enumerate(rows[1:] if has_header else rows, start=2 if has_header else 1):
         if len(row) <= max(id_column, value_column):
             raise BadInputError(path, f"line {line_number} has {len(row)} columns")
-        value = _parse_number(row[value_column])
+        value = parse_number(row[value_column])
         if value is None:
             raise BadInputError(path, f"line {line_number}: value {row[value_column]!r} is not a number")
         case_id = row[id_column].strip()
