@@ -11,7 +11,7 @@ from fomo_nn.io.number_file import read_number_file
 def test_anything_but_one_plain_number_is_refused_naming_the_file(tmp_path, content):
     path = tmp_path / "label.txt"
     path.write_bytes(content)
-    with pytest.raises(BadInputError, match="exactly one number") as error:
+    with pytest.raises(BadInputError, match="expected one number") as error:
         read_number_file(path)
     assert str(path) in str(error.value)
 

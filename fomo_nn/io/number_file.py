@@ -38,7 +38,7 @@ def read_number_file(path: str | Path, valid_range: tuple[float, float] | None =
         raise BadInputError(path, "not a UTF-8/ASCII text file (UTF-16? save it as plain text)") from None
     value = parse_number(text)
     if value is None:
-        raise BadInputError(path, f"expected exactly one number, found {text.strip()[:40]!r}")
+        raise BadInputError(path, f"expected one number, found {text.strip()[:40]!r}")
     if valid_range is not None and not valid_range[0] <= value <= valid_range[1]:
         raise BadInputError(path, f"{what} {value:g} is outside the plausible range "
                                   f"[{valid_range[0]:g}, {valid_range[1]:g}]")
