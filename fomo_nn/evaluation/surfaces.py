@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from fomo_nn.preprocessing.crop import bounding_box, box_slices
+
 CORNERS = tuple((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1))  # voxel offset of code bit 4a+2b+c
 _EDGES = tuple((i, j) for i, j in itertools.combinations(range(8), 2)
                if sum(x != y for x, y in zip(CORNERS[i], CORNERS[j])) == 1)
@@ -130,15 +132,6 @@ class SurfaceDistances:
     prediction_to_reference: np.ndarray
 
 
-def _union_box(first: np.ndarray, second: np.ndarray) -> tuple[slice, ...]:
-    union = first | second
-    box = []
-    for axis in range(union.ndim):
-        occupied = np.flatnonzero(union.any(axis=tuple(a for a in range(union.ndim) if a != axis)))
-        box.append(slice(int(occupied[0]), int(occupied[-1]) + 1))
-    return tuple(box)
-
-
 def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing) -> SurfaceDistances:
     """Surfels of two non-empty boolean 3D masks on one grid, each with its distance to the other surface."""
     if reference.ndim != 3 or reference.shape != prediction.shape:
@@ -147,7 +140,7 @@ def surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing) ->
     if not (reference.any() and prediction.any()):
         raise ValueError("surface distances need two non-empty masks")
     spacing = tuple(float(s) for s in spacing)
-    box = _union_box(reference, prediction)
+    box = box_slices(bounding_box(reference | prediction))
     table = surfel_area_table(spacing)
     areas, surfaces, distance_maps = [], [], []
     for mask in (reference[box], prediction[box]):
