@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"predict.py: error: {OPTIONS_FILE} is not a valid option line: {error}", file=sys.stderr)
         return 1
-    from fomo_nn.inference.challenge import SEQUENCES, TASKS, main as challenge_main, task_of_model
+    from fomo_nn.fomo25.tasks import SEQUENCES, TASK_RULES
+    from fomo_nn.inference.challenge import main as challenge_main, task_of_model
 
     argv = [*baked, *argv]
     if not any(a == "--task" or a.startswith("--task=") for a in argv):
@@ -42,10 +43,10 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 1
         given = [a[2:].split("=")[0] for a in argv if a.startswith("--") and a[2:].split("=")[0] in SEQUENCES]
-        foreign = [f"--{s}" for s in given if s not in TASKS[task]["required"] + TASKS[task]["one_of"]]
+        foreign = [f"--{s}" for s in given if s not in TASK_RULES[task].sequences]
         if foreign:
             print(f"predict.py: error: the model at {MODEL_DIR} answers FOMO25 task {task} "
-                  f"({TASKS[task]['task_type']}), which does not take {', '.join(foreign)}: "
+                  f"({TASK_RULES[task].task_type}), which does not take {', '.join(foreign)}: "
                   f"this image is for task {task}", file=sys.stderr)
             return 2
         argv = ["--task", str(task), *argv]

@@ -4,7 +4,8 @@
 its subject, session and sequence (the file stem as given, e.g. `t1_2`; its family, e.g. `t1`, is
 stored in the manifest's `sequence_families` map), by path relative to SRC. By default no image is
 opened (60K files in seconds); `check="header"` parses every header (4D, degenerate, truncated) and
-`check="full"` reads every voxel (NaN/Inf too), both in parallel.
+`check="full"` reads every voxel (NaN/Inf too), both in parallel. An image whose id could not name a
+case (a space, a leading '-') is refused; hidden folders are skipped and listed.
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dataset_conversion.layout import CorpusImage, sequence_family, walk_fomo60k
 from dataset_conversion.nnunet_dataset import ConversionReport, target_dataset_dir
+from fomo_nn.datasets.cases import case_id_problem
 from fomo_nn.datasets.dataset_json import DatasetSpec, save_dataset_json
 from fomo_nn.datasets.manifest import MANIFEST_NAME, Manifest, ManifestImage
 from fomo_nn.datasets.validation import check_image_files
+from fomo_nn.fomo25.layout import CorpusImage, hidden_folders_note, sequence_family, walk_fomo60k
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import write_json_atomic
 
@@ -45,7 +47,8 @@ def convert_fomo60k(src: str | os.PathLike, dataset: str | int = 1, name: str | 
     if not listing.images and not listing.problems:
         raise BadInputError(source_root, "no images found; expected the FOMO60K layout "
                                          "sub_*/ses_*/<sequence>.nii.gz under this folder")
-    images, bad = listing.images, list(listing.problems)
+    images, bad = _usable_ids(source_root, listing.images)
+    bad = list(listing.problems) + bad
     if check != "none":
         images, found = _checked(source_root, images, check == "full", num_processes, progress)
         bad += found
@@ -56,6 +59,9 @@ def convert_fomo60k(src: str | os.PathLike, dataset: str | int = 1, name: str | 
     if listing.ignored:
         report.notes.append(f"ignored {len(listing.ignored)} file(s) that are not NIfTI images, e.g. "
                             f"{listing.ignored[0]}")
+    hidden_note = hidden_folders_note(listing.hidden)
+    if hidden_note:
+        report.notes.append(hidden_note)
     if not images:
         report.notes.append("nothing written: no usable image")
         return report
@@ -84,6 +90,19 @@ def _checked(source_root: Path, images: list[CorpusImage], full: bool, num_proce
     return [im for im, path in zip(images, paths) if path not in bad_paths], bad
 
 
+def _usable_ids(source_root: Path, images: list[CorpusImage]):
+    """An image whose id preprocessing could not use as a case id is refused here, naming its file."""
+    kept, bad = [], []
+    for image in images:
+        problem = case_id_problem(image_id(image))
+        if problem:
+            bad.append(BadInputError(source_root / image.relative_path,
+                                     f"its image id cannot be a case id: {problem}; rename the folder or file"))
+        else:
+            kept.append(image)
+    return kept, bad
+
+
 def _unique_ids(source_root: Path, images: list[CorpusImage]):
     """`sub_1/ses_1_t1` and `sub_1_ses_1/t1` would share an id: keep the first, report the other."""
     seen: dict[str, CorpusImage] = {}
@@ -105,7 +124,8 @@ def _manifest_image(image: CorpusImage) -> ManifestImage:
 
 
 def _save(target: Path, manifest: Manifest, images: list[CorpusImage], check: str) -> None:
-    """manifest.json first, dataset.json last: a dataset.json always has its manifest beside it."""
+    """manifest.json first, dataset.json last: a dataset.json always has its own manifest beside it."""
+    (target / "dataset.json").unlink(missing_ok=True)
     data = manifest.to_json()
     data["sequence_families"] = {stem: sequence_family(stem) for stem in sorted({im.sequence for im in images})}
     data["images_checked"] = check

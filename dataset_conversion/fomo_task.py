@@ -8,76 +8,38 @@ exactly as given) plus `labelsTr/sub_X.nii.gz` (task 2) or `labelsTr/sub_X.txt` 
 Task 1 ships an infarct mask `seg.nii.gz` beside `label.txt` (all-zero for negatives): when the source
 has any, every labelled case must have one, and it is kept as the auxiliary mask
 `labelsTr/sub_X.nii.gz` (dataset.json `auxiliary_labels`), checked like a task-2 mask.
-A bad case is reported and nothing of it is written; the other cases go on.
+A bad case is reported (each problem once, with its file) and nothing of it is written; the other
+cases go on. The new images/labels folders are built in a hidden folder beside the dataset and put in
+place when every case is done, dataset.json last: an interrupted or failed run leaves the dataset as
+it was (or, the first time, no dataset.json), and a rerun does the whole conversion again.
+The task rules themselves (channels, label files, the swi/t2s choice) live in `fomo_nn.fomo25`.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from dataset_conversion.layout import TaskSubject, find_task_label, find_task_subjects, has_task_labels
-from dataset_conversion.nnunet_dataset import ConversionReport, place_file, remove_case_outputs, target_dataset_dir
-from fomo_nn.datasets.cases import read_target_txt
+from dataset_conversion.nnunet_dataset import (ConversionReport, link_or_copy, place_file, replace_folder,
+                                               restore_interrupted, staging_area, target_dataset_dir)
+from fomo_nn.datasets.cases import case_id_problem, read_target_txt
 from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json, save_dataset_json
-from fomo_nn.datasets.validation import ImageGrid, check_mask_values, grid_mismatch
+from fomo_nn.datasets.validation import ImageGrid, check_mask_values, grid_mismatch, read_grid
+from fomo_nn.fomo25.layout import (TaskSubject, find_task_label, find_task_subjects, has_task_labels,
+                                   hidden_folders_note, natural_key)
+from fomo_nn.fomo25.sequences import pick_sequence
+from fomo_nn.fomo25.tasks import IMAGE_FILE_ENDING as FILE_ENDING
+from fomo_nn.fomo25.tasks import SWI_OR_T2S, TASK_RULES, TaskRule
 from fomo_nn.io import read_image
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.utils.files import write_text_atomic
 
-# FOMO task 3 targets are ages in years: anything outside is a broken label file, not a patient
-PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
-
-FILE_ENDING = ".nii.gz"
-
-
-@dataclass(frozen=True)
-class ChannelRule:
-    name: str  # channel name in dataset.json
-    sequences: tuple[str, ...]  # candidate file stems, first present wins
-
-    def pick(self, images: dict[str, Path]) -> str | None:
-        return next((s for s in self.sequences if s in images), None)
-
-
-@dataclass(frozen=True)
-class TaskRule:
-    task: int
-    task_type: str
-    channels: tuple[ChannelRule, ...]
-    label_stem: str  # "label" -> label.txt, "seg" -> seg.nii.gz
-    default_name: str
-    targets: dict = field(default_factory=dict)  # classes / labels / target entry of dataset.json
-    mask_stem: str | None = None  # auxiliary mask beside label.txt ("seg" -> seg.nii.gz), kept when the source has it
-    mask_labels: dict | None = None  # its dataset.json auxiliary_labels
-
-    @property
-    def channel_names(self) -> dict[str, str]:
-        return {str(i): rule.name for i, rule in enumerate(self.channels)}
-
-    @property
-    def label_kind(self) -> str:
-        if self.label_stem == "seg":
-            return "mask"
-        return "class" if self.task_type == "classification" else "value"
-
-
-_SWI_OR_T2S = ChannelRule("swi_or_t2s", ("swi", "t2s"))
-TASK_RULES = {
-    1: TaskRule(1, "classification", (ChannelRule("dwi_b1000", ("dwi_b1000",)), ChannelRule("flair", ("flair",)),
-                                      ChannelRule("adc", ("adc",)), _SWI_OR_T2S),
-                "label", "FOMOTask1Infarct", {"classes": {"0": "no_infarct", "1": "infarct"}},
-                mask_stem="seg", mask_labels={"background": 0, "infarct": 1}),
-    2: TaskRule(2, "segmentation", (ChannelRule("dwi_b1000", ("dwi_b1000",)), ChannelRule("flair", ("flair",)),
-                                    _SWI_OR_T2S),
-                "seg", "FOMOTask2Meningioma", {"labels": {"background": 0, "meningioma": 1}}),
-    3: TaskRule(3, "regression", (ChannelRule("t1", ("t1",)), ChannelRule("t2", ("t2",))),
-                "label", "FOMOTask3BrainAge", {"target": {"name": "age", "unit": "years"}}),
-}
+_IMAGE_NAME = re.compile(rf"(?P<case>.+)_\d{{4}}{re.escape(FILE_ENDING)}")
 
 
 def format_target(value: float) -> str:
@@ -91,11 +53,11 @@ class CaseJob:
     """Everything a worker needs for one case (plain data: it crosses process boundaries)."""
 
     case_id: str
-    num_channels: int  # of the task (channel_files is shorter when a sequence is missing)
-    channel_files: list[str]
+    channel_files: list[str]  # shorter than the task's channels when a sequence is missing
     label_file: str | None
     label_kind: str | None  # "class", "value", "mask"; None: no label expected (unlabelled test split)
     allowed_classes: list[int]
+    target_range: tuple[float, float] | None
     images_dir: str
     labels_dir: str
     link: bool
@@ -113,16 +75,13 @@ class CaseOutcome:
 
 
 def convert_case(job: CaseJob) -> CaseOutcome:
-    """Read and check every file of one case; write it only when all is well (else remove old outputs)."""
+    """Read and check every file of one case; write it (into the staging folders) only when all is well."""
     problems = list(job.problems)
     reference = None
     for path in job.channel_files:
-        try:
-            _, props = read_image(path)
-        except BadInputError as error:
-            problems.append((error.path, error.problem))
+        grid, _ = _read(path, problems)
+        if grid is None:
             continue
-        grid = ImageGrid(path, props.ras_shape, np.asarray(props.ras_affine))
         if reference is None:
             reference = grid
         elif not grid.same_as(reference):
@@ -130,18 +89,35 @@ def convert_case(job: CaseJob) -> CaseOutcome:
             problems.append((error.path, error.problem))
     target = _check_label(job, reference, problems) if job.label_file else None
     mask_voxels = _check_mask(job.mask_file, reference, problems) if job.mask_file else None
-    images_dir, labels_dir = Path(job.images_dir), Path(job.labels_dir)
     if problems:
-        remove_case_outputs(images_dir, labels_dir, job.case_id, job.num_channels, FILE_ENDING)
         return CaseOutcome(job.case_id, problems)
-    return CaseOutcome(job.case_id, [], target, _write_case(job, target, images_dir, labels_dir), mask_voxels)
+    placed = _write_case(job, target, Path(job.images_dir), Path(job.labels_dir))
+    return CaseOutcome(job.case_id, [], target, placed, mask_voxels)
+
+
+def _read(path: str, problems: list) -> tuple[ImageGrid | None, np.ndarray | None]:
+    """The grid and voxels of one file, or (None, None) with its problem recorded.
+
+    The header is checked first as `fomo_nn_convert validate` does (3D, invertible affine, complete
+    file); whatever a reader raises is this file's problem, never the end of the whole conversion.
+    """
+    try:
+        read_grid(path)
+        data, props = read_image(path)
+        return ImageGrid(path, props.ras_shape, np.asarray(props.ras_affine)), data
+    except BadInputError as error:
+        problems.append((error.path, error.problem))
+    except Exception as error:  # a reader's unforeseen failure, e.g. an RGB image it cannot cast to float
+        problems.append((path, f"cannot be read as a 3D scalar image ({type(error).__name__}: {error})"))
+    return None, None
 
 
 def _check_mask(path: str, reference: ImageGrid | None, problems: list) -> int | None:
     """A {0, 1} mask on the image grid; returns its foreground voxel count."""
+    grid, data = _read(path, problems)
+    if grid is None:
+        return None
     try:
-        data, props = read_image(path)
-        grid = ImageGrid(path, props.ras_shape, np.asarray(props.ras_affine))
         if reference is not None and not grid.same_as(reference):
             raise grid_mismatch(path, grid, reference, "image")
         check_mask_values(path, [0, 1], data)
@@ -156,7 +132,7 @@ def _check_label(job: CaseJob, reference: ImageGrid | None, problems: list) -> f
         _check_mask(job.label_file, reference, problems)
         return None
     try:
-        value = read_target_txt(job.label_file, PLAUSIBLE_AGE_YEARS if job.label_kind == "value" else None)
+        value = read_target_txt(job.label_file, job.target_range)
         if job.label_kind == "class" and value not in job.allowed_classes:
             raise BadInputError(job.label_file, f"class {value:g} is not one of {job.allowed_classes}")
         return value
@@ -174,11 +150,8 @@ def _write_case(job: CaseJob, target: float | None, images_dir: Path, labels_dir
         place_file(job.label_file, labels_dir / f"{job.case_id}{FILE_ENDING}", link=job.link)
     elif job.label_file is not None:
         write_text_atomic(labels_dir / f"{job.case_id}.txt", format_target(target) + "\n")
-        mask = labels_dir / f"{job.case_id}{FILE_ENDING}"
         if job.mask_file is not None:
-            place_file(job.mask_file, mask, link=job.link)
-        else:
-            mask.unlink(missing_ok=True)  # an earlier conversion's mask would outlive its dataset.json entry
+            place_file(job.mask_file, labels_dir / f"{job.case_id}{FILE_ENDING}", link=job.link)
     return placed
 
 
@@ -191,45 +164,63 @@ def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path,
     (test split) or "none" (not kept).
     """
     problems = [(subject.problem.path, subject.problem.problem)] if subject.problem else []
-    folder = subject.session_dir or (src / "preprocessed" / subject.subject)
+    subject_dir = src / "preprocessed" / subject.subject
+    name_problem = case_id_problem(subject.subject)
+    if name_problem:  # preprocessing would drop it later; say so now, naming the folder to rename
+        problems.append((str(subject_dir), f"subject folder name cannot be a case id: {name_problem}; rename it"))
+    folder = subject.session_dir or subject_dir
     channel_files, choices = [], {}
     for channel in rule.channels:
-        sequence = channel.pick(subject.images)
+        sequence = pick_sequence(channel.name, subject.images)
         if sequence is None:
             found = ", ".join(sorted(subject.images)) or "no images"
             wanted = " or ".join(f"{s}{FILE_ENDING}" for s in channel.sequences)
             problems.append((str(folder / f"{channel.sequences[0]}{FILE_ENDING}"),
                              f"missing sequence: no {wanted} for channel {channel.name} (found: {found})"))
             continue
-        channel_files.append(str(subject.images[sequence]))
+        try:
+            channel_files.append(str(subject.image(sequence)))
+        except BadInputError as error:
+            problems.append((error.path, error.problem))
+            continue
         if len(channel.sequences) > 1:
             choices[channel.name] = sequence
     label_file, label_kind = None, None
     if expect_labels:
         label_kind = rule.label_kind
-        label = find_task_label(src, subject, rule.label_stem)
-        if label is None:
-            ending = ".txt" if rule.label_stem == "label" else FILE_ENDING
-            session = subject.session_dir.name + "/" if subject.session_dir else ""
-            problems.append((str(src / "labels" / subject.subject / f"{session}{rule.label_stem}{ending}"),
-                             f"label is missing (looked in labels/{subject.subject}/{session} and "
-                             f"labels/{subject.subject}/)"))
-        else:
-            label_file = str(label)
+        label_file = _locate_label(src, subject, rule.label_stem, rule.label_file, problems, "label is missing")
     mask_file = None
     if masks != "none":
-        mask = find_task_label(src, subject, rule.mask_stem)
-        mask_file = None if mask is None else str(mask)
-        if mask is None and masks == "required":
-            session = subject.session_dir.name + "/" if subject.session_dir else ""
-            problems.append((str(src / "labels" / subject.subject / f"{session}{rule.mask_stem}{FILE_ENDING}"),
-                             f"lesion mask is missing while other cases of this source have one (looked in "
-                             f"labels/{subject.subject}/{session} and labels/{subject.subject}/); every case needs "
-                             "one, all-zero for a case without a lesion"))
+        needed = ("lesion mask is missing while other cases of this source have one; every case needs one, "
+                  "all-zero for a case without a lesion") if masks == "required" else None
+        mask_file = _locate_label(src, subject, rule.mask_stem, f"{rule.mask_stem}{FILE_ENDING}", problems, needed)
     classes = [int(k) for k in rule.targets.get("classes", {})]
-    job = CaseJob(subject.subject, len(rule.channels), channel_files, label_file, label_kind, classes,
-                  str(images_dir), str(labels_dir), link, problems, mask_file)
+    job = CaseJob(subject.subject, channel_files, label_file, label_kind, classes,
+                  rule.target_range, str(images_dir), str(labels_dir), link, problems, mask_file)
     return job, choices
+
+
+def _locate_label(src: Path, subject: TaskSubject, stem: str, file_name: str, problems: list,
+                  missing: str | None) -> str | None:
+    """The subject's label file `stem`; a problem is recorded when it is ambiguous (seg.nii beside
+    seg.nii.gz) or absent while `missing` says why it is needed."""
+    try:
+        found = find_task_label(src, subject, stem)
+    except BadInputError as error:
+        problems.append((error.path, error.problem))
+        return None
+    if found is None and missing:
+        session = subject.session_dir.name + "/" if subject.session_dir else ""
+        problems.append((str(src / "labels" / subject.subject / f"{session}{file_name}"),
+                         f"{missing} (looked in labels/{subject.subject}/{session} and labels/{subject.subject}/)"))
+    return None if found is None else str(found)
+
+
+def _has_label(src: Path, subject: TaskSubject, stem: str) -> bool:
+    try:
+        return find_task_label(src, subject, stem) is not None
+    except BadInputError:  # there is one, twice: that case reports it
+        return True
 
 
 def mask_policy(src: Path, subjects: list[TaskSubject], rule: TaskRule, target: Path, split: str,
@@ -241,7 +232,7 @@ def mask_policy(src: Path, subjects: list[TaskSubject], rule: TaskRule, target: 
     """
     if rule.mask_stem is None or not expect_labels:
         return "none"
-    if not any(find_task_label(src, subject, rule.mask_stem) is not None for subject in subjects):
+    if not any(_has_label(src, subject, rule.mask_stem) for subject in subjects):
         return "none"
     if split == "train":
         return "required"
@@ -261,28 +252,84 @@ def convert_fomo_task(src: str | os.PathLike, task: int, dataset: str | int, nam
     src = Path(os.path.abspath(src))
     if not src.is_dir():
         raise BadInputError(src, "source folder does not exist")
-    subjects = find_task_subjects(src)
+    listing = find_task_subjects(src)
+    subjects = listing.subjects
     target = target_dataset_dir(dataset, name, rule.default_name)
     _check_existing_dataset(target, rule)
     suffix = "Tr" if split == "train" else "Ts"
-    images_dir, labels_dir = target / f"images{suffix}", target / f"labels{suffix}"
+    folders = (f"images{suffix}", f"labels{suffix}")
     expect_labels = split == "train" or has_task_labels(src)
     masks = mask_policy(src, subjects, rule, target, split, expect_labels)
 
-    planned = [plan_case(src, s, rule, images_dir, labels_dir, expect_labels, link, masks) for s in subjects]
-    outcomes = _run(planned, num_processes, progress)
-    good = [o for o in outcomes if not o.problems]
-    report = ConversionReport(target, f"cases (images{suffix})", converted=len(good),
-                              bad=[BadInputError(p, problem) for o in outcomes for p, problem in o.problems])
-    _notes(report, good, expect_labels, images_dir, {s.subject for s in subjects})
-    _mask_notes(report, good, masks, rule)
-    if not good:
-        report.notes.append("nothing written: no usable case")
-        return report
+    with staging_area(target) as staging:
+        planned = [plan_case(src, s, rule, staging / folders[0], staging / folders[1], expect_labels, link, masks)
+                   for s in subjects]
+        outcomes = _run(planned, num_processes, progress)
+        good = [o for o in outcomes if not o.problems]
+        report = ConversionReport(target, f"cases (images{suffix})", converted=len(good),
+                                  bad=[BadInputError(p, problem) for o in outcomes for p, problem in o.problems])
+        _notes(report, good, expect_labels, listing.hidden)
+        _mask_notes(report, good, masks, rule)
+        if not good:
+            report.notes.append("nothing written: no usable case")
+            return report
+        _put_in_place(report, target, staging, folders, {s.subject for s in subjects}, split == "train")
     choices = {job.case_id: chosen for job, chosen in planned if chosen}
     _save_spec(target, rule, src, split, good, {c: choices[c] for c in (o.case_id for o in good) if c in choices},
                with_masks=masks != "none")
     return report
+
+
+def _put_in_place(report: ConversionReport, target: Path, staging: Path, folders: tuple[str, ...],
+                  source_cases: set[str], rewrites_spec: bool) -> None:
+    """Swap the staged folders in, keeping the other cases of the old ones; dataset.json is written after."""
+    strangers = _keep_other_cases(target, staging, folders, source_cases)
+    if strangers:
+        report.notes.append(f"{target / folders[0]} also holds {len(strangers)} case(s) not in SRC (e.g. "
+                            f"{strangers[0]}); they were left as they are")
+    if rewrites_spec:  # a dataset.json is there only beside the folders it describes
+        (target / "dataset.json").unlink(missing_ok=True)
+    for folder in folders:
+        if (staging / folder).is_dir():
+            replace_folder(staging / folder, target / folder)
+        elif (target / folder).is_dir():  # labels of an earlier run, for cases now converted without them
+            shutil.rmtree(target / folder)
+
+
+def _keep_other_cases(target: Path, staging: Path, folders: tuple[str, ...], source_cases: set[str]) -> list[str]:
+    """Carry whatever the old folders hold that is not a case of SRC into the new ones (linked, else copied).
+
+    Returns those other cases, by the images folder's file names.
+    """
+    others = set()
+    for folder in folders:
+        old = target / folder
+        restore_interrupted(old)
+        if not old.is_dir():
+            continue
+        for entry in os.scandir(old):
+            case = _case_of(entry.name, folder.startswith("images"))
+            if case in source_cases:
+                continue
+            (staging / folder).mkdir(parents=True, exist_ok=True)
+            if entry.is_dir():
+                shutil.copytree(entry.path, staging / folder / entry.name, copy_function=link_or_copy)
+            else:
+                link_or_copy(entry.path, staging / folder / entry.name)
+            if case is not None and folder.startswith("images"):
+                others.add(case)
+    return sorted(others, key=natural_key)
+
+
+def _case_of(file_name: str, images: bool) -> str | None:
+    """The case a dataset file belongs to: `sub_1_0003.nii.gz` (images), `sub_1.nii.gz` / `sub_1.txt` (labels)."""
+    if images:
+        match = _IMAGE_NAME.fullmatch(file_name)
+        return match["case"] if match else None
+    for ending in (FILE_ENDING, ".txt"):
+        if file_name.endswith(ending) and len(file_name) > len(ending):
+            return file_name[: -len(ending)]
+    return None
 
 
 def _mask_notes(report: ConversionReport, good: list[CaseOutcome], masks: str, rule: TaskRule) -> None:
@@ -303,12 +350,11 @@ def _mask_notes(report: ConversionReport, good: list[CaseOutcome], masks: str, r
 
 
 def _run(planned, num_processes: int, progress: bool) -> list[CaseOutcome]:
+    """Every case's outcome, in the order planned; workers through run_parallel (a dead one is named)."""
     jobs = [job for job, _ in planned]
-    bar = dict(total=len(jobs), desc="converting cases", unit="case", disable=not progress)
-    if num_processes <= 1 or len(jobs) < 2:
-        return [convert_case(job) for job in tqdm(jobs, **bar)]
-    with ProcessPoolExecutor(min(num_processes, len(jobs))) as pool:
-        return list(tqdm(pool.map(convert_case, jobs), **bar))
+    finished = dict(run_parallel(convert_case, jobs, [job.case_id for job in jobs], min(num_processes, len(jobs)),
+                                 "converting cases", progress))
+    return [finished[job.case_id] for job in jobs]
 
 
 def _check_existing_dataset(target: Path, rule: TaskRule) -> None:
@@ -321,8 +367,7 @@ def _check_existing_dataset(target: Path, rule: TaskRule) -> None:
                          f"not FOMO task {rule.task}; choose another -d/--name")
 
 
-def _notes(report: ConversionReport, good: list[CaseOutcome], expect_labels: bool, images_dir: Path,
-           source_cases: set[str]) -> None:
+def _notes(report: ConversionReport, good: list[CaseOutcome], expect_labels: bool, hidden: list[str]) -> None:
     placed: dict[str, int] = {}
     for outcome in good:
         for how, n in outcome.placed.items():
@@ -331,16 +376,14 @@ def _notes(report: ConversionReport, good: list[CaseOutcome], expect_labels: boo
         report.notes.append("images " + ", ".join(f"{how} {n}" for how, n in sorted(placed.items())))
     if not expect_labels:
         report.notes.append("SRC has no labels folder: images only")
-    strangers = sorted({p.name[: -len(f"_0000{FILE_ENDING}")] for p in images_dir.glob(f"*_0000{FILE_ENDING}")}
-                       - source_cases)
-    if strangers:
-        report.notes.append(f"{images_dir} also holds {len(strangers)} case(s) not in SRC (e.g. {strangers[0]}); "
-                            "they were left as they are")
+    hidden_note = hidden_folders_note(hidden)
+    if hidden_note:
+        report.notes.append(hidden_note)
 
 
 def _description(rule: TaskRule, src: Path) -> str:
     text = f"FOMO25 task {rule.task} ({rule.task_type}) converted from {src}"
-    if _SWI_OR_T2S in rule.channels:
+    if SWI_OR_T2S in rule.channels:
         text += "; channel swi_or_t2s holds swi where a case has it, else t2s (see channel_choices)"
     return text
 

@@ -1,14 +1,17 @@
 """The output side of every converter: an nnU-Net-style raw dataset under `fomo_nn_raw`.
 
 Which folder a conversion writes to, how a scan gets there unchanged (hard link, else a byte copy;
-a plain `.nii` is only gzip-compressed), what a conversion reports, and importing an existing
-nnU-Net v2 raw dataset as it is (its dataset.json has no task_type and is read as segmentation).
+a plain `.nii` is only gzip-compressed), how a conversion is built aside and put in place only when
+finished (so a dataset folder never holds half a conversion), what a conversion reports, and
+importing an existing nnU-Net v2 raw dataset as it is (its dataset.json has no task_type and is read
+as segmentation).
 """
 from __future__ import annotations
 
 import gzip
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,15 +85,55 @@ def _place_via(source: Path, temp: Path, link: bool, compress: bool) -> str:
     return "copied"
 
 
-def remove_case_outputs(images_dir: Path, labels_dir: Path, case_id: str, num_channels: int,
-                        file_ending: str) -> list[Path]:
-    """Delete what an earlier run wrote for a case that is bad now, so the dataset never holds half a case."""
-    stale = [images_dir / f"{case_id}_{c:04d}{file_ending}" for c in range(num_channels)]
-    stale += [labels_dir / f"{case_id}{file_ending}", labels_dir / f"{case_id}.txt"]
-    removed = [p for p in stale if p.is_file()]
-    for path in removed:
-        path.unlink()
-    return removed
+def link_or_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Hard link, else a byte copy (shutil.copytree's copy_function signature)."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+# ------------------------------------------------------------------------------------------ staging
+@contextmanager
+def staging_area(target: Path):
+    """An empty hidden folder beside `target` (same filesystem: moving out of it is a rename).
+
+    It is removed on exit, whatever happened; what a killed run left there is discarded first (the
+    conversion is redone from its source).
+    """
+    staging = target.with_name(f".{target.name}.converting")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _previous(final: Path) -> Path:
+    return final.with_name(f".{final.name}.previous")
+
+
+def restore_interrupted(final: Path) -> None:
+    """A replacement cut short between its two renames left only `.NAME.previous`: put it back."""
+    previous = _previous(final)
+    if previous.exists() and not final.exists():
+        os.rename(previous, final)
+
+
+def replace_folder(staged: Path, final: Path) -> None:
+    """Put the finished folder `staged` at `final`; the folder it replaces is deleted only afterwards."""
+    restore_interrupted(final)
+    previous = _previous(final)
+    if previous.exists():
+        shutil.rmtree(previous)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        os.rename(final, previous)
+    os.rename(staged, final)
+    if previous.exists():
+        shutil.rmtree(previous)
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -144,9 +187,11 @@ def import_nnunet_dataset(src: str | os.PathLike, dataset: str | int, name: str 
         raise ValueError(f"{src} is already the target folder")
     files = [Path(folder) / f for folder, _, names in os.walk(src) for f in sorted(names) if not f.startswith(".")]
     ways: dict[str, int] = {}
-    for path in tqdm(files, desc="importing", unit="file", disable=not progress, mininterval=1.0):
-        how = place_file(path, target / path.relative_to(src), link=link)
-        ways[how] = ways.get(how, 0) + 1
+    with staging_area(target) as staging:  # built aside and moved in whole: never half a dataset
+        for path in tqdm(files, desc="importing", unit="file", disable=not progress, mininterval=1.0):
+            how = place_file(path, staging / path.relative_to(src), link=link)
+            ways[how] = ways.get(how, 0) + 1
+        replace_folder(staging, target)
     report = ConversionReport(target, "files", converted=len(files))
     report.notes.append(", ".join(f"{n} {how}" for how, n in sorted(ways.items())) or "no files")
     report.notes.append(f"task type {spec.task_type}, {spec.num_channels} channel(s)")

@@ -12,7 +12,7 @@ import pytest
 
 from dataset_conversion.fomo60k import convert_fomo60k
 from dataset_conversion.fomo_task import convert_fomo_task
-from dataset_conversion.layout import sequence_family
+from fomo_nn.fomo25.layout import sequence_family
 from fomo_nn.cli.convert import main
 from fomo_nn.datasets.cases import list_cases, list_supervised_cases
 from fomo_nn.datasets.dataset_json import load_dataset_json
@@ -327,7 +327,7 @@ def _break(src: Path, kind: str) -> tuple[Path, str]:
         (session / "swi.nii.gz").unlink()
         return session / "swi.nii.gz", "missing sequence"
     if kind == "truncated":
-        return truncate(session / "flair.nii.gz"), "unreadable"
+        return truncate(session / "flair.nii.gz"), "truncated or corrupt"
     if kind == "nan":
         data = np.ones(SHAPE, np.float32)
         data[3, 3, 3] = np.inf
@@ -457,7 +457,7 @@ def test_validator_catches_a_dataset_json_that_disagrees_with_the_files(roots, c
     assert "sub_9" in text and "channel 3 is not in channel_names" in text
     assert "sub_3_0000.nii: name does not follow" in text
     assert "sub_1.nii.gz: segmentation of case sub_1 is missing" in text
-    assert "values [2] that are not labels" in text and "sub_77.nii.gz: label without images" in text
+    assert "values [2] are not declared" in text and "sub_77.nii.gz: label without images" in text
     assert main(["validate", "2", "--no-progress", "-np", "1"]) == 1
     assert "numTraining is 5" in capsys.readouterr().err
 

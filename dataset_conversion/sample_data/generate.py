@@ -5,13 +5,9 @@ the number of workers. `sample_data.json` is written last: its presence marks a 
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-from tqdm import tqdm
 
 from dataset_conversion.sample_data.config import SPLITS, TASKS, SampleDataConfig, config_for_size
 from dataset_conversion.sample_data.output import write_file, write_json
@@ -20,6 +16,7 @@ from dataset_conversion.sample_data.sites import build_sites
 from dataset_conversion.sample_data.task_cases import plan_task_cases, run_task_case
 from dataset_conversion.sample_data.tissues import AnatomyGrid
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.preprocessing.parallel import run_parallel
 
 METADATA_FILE = "sample_data.json"
 MARKER_FILE = ".fomo_nn_sample_data"
@@ -63,14 +60,16 @@ def prepare_output(out_dir: Path) -> None:
     write_file(out_dir / MARKER_FILE, "written by fomo_nn_generate_sample_data\n")
 
 
+def _job_key(job) -> str:
+    kind, plan = job[0], job[1]
+    return f"fomo60k/{plan.subject_id}" if kind == "pretraining" else f"{plan.split}/task{plan.task}/{plan.case_id}"
+
+
 def _map_jobs(jobs, num_workers: int, progress: bool):
-    bar = dict(total=len(jobs), desc="sample data", unit="case", disable=not progress)
-    if num_workers <= 1 or len(jobs) <= 1:
-        return [record for record in tqdm(map(_run_job, jobs), **bar)]
-    # spawn: safe even when the caller already runs threads (torch); a dead worker raises, never hangs
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
-        return list(tqdm(pool.map(_run_job, jobs, chunksize=1), **bar))
+    """Every job's record, in job order; a worker that dies is named (run_parallel), never a hang."""
+    keys = [_job_key(job) for job in jobs]
+    done = dict(run_parallel(_run_job, jobs, keys, min(num_workers, len(jobs)), "sample data", progress))
+    return [done[key] for key in keys]
 
 
 def generate_sample_data(out_dir: str | os.PathLike, seed: int = 0, size: str = "small", num_workers: int = 1,

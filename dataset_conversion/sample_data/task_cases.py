@@ -34,18 +34,15 @@ from dataset_conversion.sample_data.pathology import (Pathology, draw_chronic_in
 from dataset_conversion.sample_data.session import ScannedSession, deepest_point_world, scan_session
 from dataset_conversion.sample_data.sites import Site
 from dataset_conversion.sample_data.tissues import AnatomyGrid
+from fomo_nn.fomo25.tasks import TASK_RULES
 
 SPLIT_STREAM = {"finetune": 1, "test": 2}
 TEST_ID_OFFSET = 1000  # test subjects are sub_1001, ... so they never collide with finetuning ids
 
 
 def task_channels(task: int, susceptibility: str | None) -> tuple[str, ...]:
-    """Input sequences of a task case; tasks 1 and 2 carry one of swi / t2s."""
-    if task == 1:
-        return ("dwi_b1000", "flair", "adc", susceptibility)
-    if task == 2:
-        return ("dwi_b1000", "flair", susceptibility)
-    return ("t1", "t2")
+    """Input sequences of a task case, one per channel of its FOMO25 rule; swi_or_t2s is `susceptibility`."""
+    return tuple(susceptibility if len(c.sequences) > 1 else c.sequences[0] for c in TASK_RULES[task].channels)
 
 
 @dataclass(frozen=True)
@@ -180,7 +177,7 @@ def case_folder(out_dir: Path, plan: TaskCasePlan) -> Path:
 
 
 def label_path(out_dir: Path, plan: TaskCasePlan, name: str | None = None) -> Path:
-    name = name or ("seg.nii.gz" if plan.task == 2 else "label.txt")
+    name = name or TASK_RULES[plan.task].label_file
     labels = case_folder(out_dir, plan) / "labels" / plan.case_id
     return (labels / "ses_1" / name) if plan.split == "finetune" else (labels / name)
 

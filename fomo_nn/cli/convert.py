@@ -7,7 +7,8 @@
 
 Exit status: 0 when everything went in (or bad inputs were skipped with --skip-bad), 1 when bad inputs
 were left out (all listed at the end; the rest is converted) or a dataset failed validation, 2 when
-the command could not run at all (missing source folder, conflicting dataset id).
+the command could not run at all (missing source folder, conflicting dataset id, a worker that died).
+A conversion is built beside the dataset and put in place when done: a failed run leaves no half of it.
 """
 from __future__ import annotations
 
@@ -67,13 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from fomo_nn.io.errors import BadInputError
+    from fomo_nn.preprocessing.parallel import WorkerDiedError
 
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":
             return _validate(args)
         report = _convert(args)
-    except (BadInputError, ValueError, OSError) as error:
+    except (BadInputError, ValueError, OSError, WorkerDiedError) as error:
         print(f"fomo_nn_convert {args.command}: error: {error}", file=sys.stderr)
         return 2
     print(report.summary())

@@ -12,8 +12,6 @@ import os
 import sys
 import time
 
-from dataset_conversion.sample_data.config import SIZE_PRESETS
-from dataset_conversion.sample_data.generate import METADATA_FILE, generate_sample_data
 from fomo_nn.io.errors import BadInputError
 
 
@@ -22,6 +20,8 @@ def default_num_workers() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dataset_conversion.sample_data.config import SIZE_PRESETS  # the generator is not part of the library
+
     parser = argparse.ArgumentParser(
         prog="fomo_nn_generate_sample_data",
         description="Generate synthetic FOMO-like brain MRI: a FOMO60K-style pretraining corpus and the three "
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from dataset_conversion.sample_data.generate import METADATA_FILE, generate_sample_data
+
     args = build_parser().parse_args(argv)
     if args.num_workers < 1:
         print("error: -np must be at least 1", file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fomo_nn.demo.budget import Budget
 from fomo_nn.demo.stages import Stage
+from fomo_nn.fomo25.tasks import TASK_RULES
 from fomo_nn.utils.files import write_json_atomic, write_text_atomic
 
 PRETRAINING_DATASET = (1, "FOMO60K")
@@ -21,10 +22,14 @@ PROBED_FAMILIES = ("classification", "regression")  # tasks with a pooled head: 
 
 @dataclass(frozen=True)
 class DemoTask:
-    number: int
+    number: int  # FOMO25 task
     dataset_id: int
     name: str
-    family: str  # classification | segmentation | regression
+
+    @property
+    def family(self) -> str:
+        """classification | segmentation | regression: the FOMO25 task's type."""
+        return TASK_RULES[self.number].task_type
 
     @property
     def key(self) -> str:
@@ -35,8 +40,7 @@ class DemoTask:
         return f"Dataset{self.dataset_id:03d}_{self.name}"
 
 
-TASKS = (DemoTask(1, 11, "Task1Infarct", "classification"), DemoTask(2, 12, "Task2Meningioma", "segmentation"),
-         DemoTask(3, 13, "Task3BrainAge", "regression"))
+TASKS = (DemoTask(1, 11, "Task1Infarct"), DemoTask(2, 12, "Task2Meningioma"), DemoTask(3, 13, "Task3BrainAge"))
 
 
 @dataclass

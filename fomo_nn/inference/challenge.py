@@ -10,7 +10,8 @@ what it checks:
 - task 3 (brain age, regression): `--t1 --t2`; OUT is a .txt holding one float, the age in years.
 The validator passes every sequence it finds, so a session holding both SWI and T2* arrives with
 both flags: the model's channels decide which is read (a merged `swi_or_t2s` channel takes SWI,
-the rule its training data were converted with) and one log line says which.
+the rule its training data were converted with) and one log line says which. The task rules (which
+flags, what is written) are fomo_nn.fomo25's.
 It runs the same code as `fomo_nn_predict -i`: the same reading, preprocessing, fold ensemble and export.
 """
 from __future__ import annotations
@@ -24,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fomo_nn.fomo25.sequences import channel_candidates, is_merged, pick_sequence
+from fomo_nn.fomo25.tasks import SEQUENCES, SWI_OR_T2S, TASK_RULES
 from fomo_nn.inference.export import CaseOutputs, label_values
-from fomo_nn.inference.inputs import InferenceCase, channel_candidates
+from fomo_nn.inference.inputs import InferenceCase
 from fomo_nn.inference.model_folder import CHECKPOINT_CHOICES, load_ensemble
 from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
 from fomo_nn.io import BadInputError
@@ -33,16 +36,6 @@ from fomo_nn.plans import load_plans
 from fomo_nn.utils.device import choose_device
 from fomo_nn.utils.files import write_atomically
 
-SEQUENCES = ("flair", "adc", "dwi_b1000", "swi", "t2s", "t1", "t2")
-SWI_AND_OR_T2S = ("swi", "t2s")
-TASKS = {
-    1: {"required": ("flair", "adc", "dwi_b1000"), "one_of": SWI_AND_OR_T2S, "task_type": "classification",
-        "endings": (".txt",), "output": "a .txt with the probability of infarct"},
-    2: {"required": ("flair", "dwi_b1000"), "one_of": SWI_AND_OR_T2S, "task_type": "segmentation",
-        "endings": (".nii.gz", ".nii"), "output": "a NIfTI mask (.nii.gz) in the FLAIR's geometry"},
-    3: {"required": ("t1", "t2"), "one_of": (), "task_type": "regression",
-        "endings": (".txt",), "output": "a .txt with the predicted age"},
-}
 EMPTY_MASK_CHOICES = ("keep", "top-voxel")
 VALIDATOR_MASK_RULE = ("the FOMO25 validator (fomo25/container-validator main.py) rejects a mask unless "
                        "np.unique(mask) is exactly [0, 1]")
@@ -53,7 +46,7 @@ def build_parser(prog: str = "fomo_nn_predict", model_required: bool = True) -> 
         prog=prog, description="FOMO25 challenge mode: predict one case with the container interface "
                                "(task 1: --flair --adc --dwi_b1000 --swi and/or --t2s; task 2: --flair "
                                "--dwi_b1000 --swi and/or --t2s; task 3: --t1 --t2).")
-    parser.add_argument("--task", type=int, choices=sorted(TASKS), required=True, help="FOMO25 task number")
+    parser.add_argument("--task", type=int, choices=sorted(TASK_RULES), required=True, help="FOMO25 task number")
     parser.add_argument("-m", "--model", dest="model_dir", required=model_required,
                         help="model folder <trainer>__<plans>__<configuration> (all its folds are ensembled)")
     for sequence in SEQUENCES:
@@ -91,21 +84,21 @@ def output_conflict(files: dict[str, str], output: str | Path) -> str | None:
 
 def check_task_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
     """The task's sequence files, or an argparse error naming what is missing, absent or does not belong."""
-    task = TASKS[args.task]
+    rule = TASK_RULES[args.task]
     given = {s: getattr(args, s) for s in SEQUENCES if getattr(args, s) is not None}
-    allowed = set(task["required"]) | set(task["one_of"])
-    missing = [f"--{s}" for s in task["required"] if s not in given]
-    if task["one_of"] and not any(s in given for s in task["one_of"]):
-        missing.append(" or ".join(f"--{s}" for s in task["one_of"]))
+    required, one_of = rule.required_sequences, rule.alternative_sequences
+    missing = [f"--{s}" for s in required if s not in given]
+    if one_of and not any(s in given for s in one_of):
+        missing.append(" or ".join(f"--{s}" for s in one_of))
     if missing:
         parser.error(f"task {args.task} requires {', '.join(missing)}")
-    unexpected = [f"--{s}" for s in given if s not in allowed]
+    unexpected = [f"--{s}" for s in given if s not in rule.sequences]
     if unexpected:
         parser.error(f"task {args.task} does not take {', '.join(unexpected)} (it takes "
-                     f"{', '.join('--' + s for s in task['required'])}"
-                     + (f" and {' and/or '.join('--' + s for s in task['one_of'])})" if task["one_of"] else ")"))
-    if not any(args.output.lower().endswith(e) for e in task["endings"]):
-        parser.error(f"task {args.task} writes {task['output']}; --output {args.output} has another ending")
+                     f"{', '.join('--' + s for s in required)}"
+                     + (f" and {' and/or '.join('--' + s for s in one_of)})" if one_of else ")"))
+    if not any(args.output.lower().endswith(e) for e in rule.output_endings):
+        parser.error(f"task {args.task} writes {rule.output_text}; --output {args.output} has another ending")
     conflict = output_conflict(given, args.output)
     if conflict:
         parser.error(conflict)
@@ -124,7 +117,7 @@ def challenge_case(channel_names: list[str], files: dict[str, str], case_id: str
     """
     ordered, used = [], {}
     for name in channel_names:
-        sequence = next((s for s in channel_candidates(name) if s in files), None)
+        sequence = pick_sequence(name, files)
         if sequence is None:
             wanted = " or ".join(f"--{s}" for s in channel_candidates(name))
             raise BadInputError(f"model channel {name!r}", f"needs {wanted}, which this task's arguments do not give "
@@ -137,16 +130,16 @@ def challenge_case(channel_names: list[str], files: dict[str, str], case_id: str
 
 def swi_t2s_choice(case: InferenceCase, files: dict[str, str]) -> str | None:
     """The log line for a session given both --swi and --t2s: which one the model reads, and why."""
-    if not all(s in files for s in SWI_AND_OR_T2S):
+    if not all(s in files for s in SWI_OR_T2S.sequences):
         return None
-    readers = {s: [name for name, used in case.sequences.items() if used == s] for s in SWI_AND_OR_T2S}
+    readers = {s: [name for name, used in case.sequences.items() if used == s] for s in SWI_OR_T2S.sequences}
     parts = []
-    for sequence in SWI_AND_OR_T2S:
+    for sequence in SWI_OR_T2S.sequences:
         channels = readers[sequence]
         if not channels:
             parts.append(f"--{sequence} not used")
             continue
-        merged = [c for c in channels if len(channel_candidates(c)) > 1]
+        merged = [c for c in channels if is_merged(c)]
         why = (" (a merged channel takes swi where a session has both, the rule its training data were "
                "converted with)" if merged else " (the channel the model was trained on)")
         parts.append(f"--{sequence} for model channel {', '.join(repr(c) for c in channels)}{why}")
@@ -214,7 +207,7 @@ def run_challenge(task: int, model_dir: str | Path, files: dict[str, str], outpu
     except (BadInputError, RuntimeError) as error:
         print(f"fomo_nn_predict: error: {error}", file=sys.stderr)
         return 1
-    expected = TASKS[task]["task_type"]
+    expected = TASK_RULES[task].task_type
     if ensemble.task_type != expected:
         print(f"fomo_nn_predict: error: task {task} needs a {expected} model but {model_dir} holds a "
               f"{ensemble.task_type} model", file=sys.stderr)
@@ -250,8 +243,8 @@ def run_challenge(task: int, model_dir: str | Path, files: dict[str, str], outpu
 def task_of_model(model_dir: str | Path) -> int:
     """The FOMO25 task a model folder answers, from its plans' task type (a container holds one model)."""
     plans = load_plans(Path(model_dir))
-    for number, task in TASKS.items():
-        if task["task_type"] == plans.task_type:
+    for number, rule in TASK_RULES.items():
+        if rule.task_type == plans.task_type:
             return number
     raise BadInputError(Path(model_dir) / "plans.json", f"a {plans.task_type} model answers no FOMO25 task")
 

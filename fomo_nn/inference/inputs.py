@@ -3,8 +3,8 @@
 Two layouts are accepted:
 - raw (nnU-Net) layout: `IN/CASE_0000.nii.gz`, `IN/CASE_0001.nii.gz`, ... (channel index = model channel);
 - FOMO task layout: `IN/sub_X/ses_1/<sequence>.nii.gz` (or `IN/preprocessed/sub_X/...`, or no session
-  level), where each model channel is found by its sequence name with the FOMO task rules
-  (`swi_or_t2s` takes `swi`, else `t2s`).
+  level), where each model channel is found by its sequence name with the FOMO25 rules
+  (fomo_nn.fomo25: `swi_or_t2s` takes `swi`, else `t2s`).
 A case whose files cannot be found carries a BadInputError instead of failing the whole run.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset_conversion.fomo_task import TASK_RULES
-from dataset_conversion.layout import task_subject, find_task_subjects, natural_key
+from fomo_nn.fomo25.layout import find_task_subjects, list_subjects, natural_key
+from fomo_nn.fomo25.sequences import channel_candidates, pick_sequence
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
 
@@ -29,16 +29,6 @@ class InferenceCase:
     image_files: list[str]  # one per model channel, in the model's order (complete when problem is None)
     problem: BadInputError | None = None
     sequences: dict[str, str] = field(default_factory=dict)  # channel name -> file stem used (FOMO layout)
-
-
-def channel_candidates(channel_name: str) -> tuple[str, ...]:
-    """File stems that can serve a model channel: the FOMO task rule's sequences, else the name itself."""
-    lower = channel_name.lower()
-    for rule in TASK_RULES.values():
-        for channel in rule.channels:
-            if channel.name == lower:
-                return channel.sequences
-    return (lower,)
 
 
 def detect_layout(input_dir: Path) -> str:
@@ -81,11 +71,15 @@ def subject_case(subject, channel_names: list[str], subject_dir: Path | None = N
         return InferenceCase(subject.subject, [], subject.problem)
     files, sequences, missing = [], {}, []
     for name in channel_names:
-        stem = next((s for s in channel_candidates(name) if s in subject.images), None)
+        stem = pick_sequence(name, subject.images)
         if stem is None:
             missing.append(" or ".join(channel_candidates(name)))
             continue
-        files.append(str(subject.images[stem]))
+        try:
+            files.append(str(subject.image(stem)))
+        except BadInputError as error:  # flair.nii beside flair.nii.gz: which one is meant is unknown
+            return InferenceCase(subject.subject, [], BadInputError(error.path, f"case {subject.subject}: "
+                                                                                f"{error.problem}"))
         sequences[name] = stem
     problem = None
     if missing:
@@ -98,11 +92,7 @@ def subject_case(subject, channel_names: list[str], subject_dir: Path | None = N
 
 def fomo_layout_cases(input_dir: Path, channel_names: list[str]) -> list[InferenceCase]:
     root = input_dir / "preprocessed" if (input_dir / "preprocessed").is_dir() else input_dir
-    if root != input_dir:
-        subjects = find_task_subjects(input_dir)
-    else:
-        subjects = [task_subject(Path(e.path)) for e in sorted(os.scandir(input_dir), key=lambda e: natural_key(e.name))
-                    if e.is_dir() and not e.name.startswith(".")]
+    subjects = (find_task_subjects(input_dir) if root != input_dir else list_subjects(input_dir)).subjects
     return [subject_case(s, channel_names, root / s.subject) for s in subjects]
 
 

@@ -6,6 +6,8 @@
 
 Folders are walked with os.scandir: one readdir per folder and, thanks to the cached entry type,
 one stat per image (for its size) and nothing more, so 60K files take well under a second.
+Hidden entries (`.DS_Store`, `._flair.nii.gz`, `.sub_3/`) are skipped; hidden folders are listed so that
+a converter can say so.
 """
 from __future__ import annotations
 
@@ -47,9 +49,22 @@ def sequence_family(stem: str) -> str:
     return _UNNAMED_FAMILIES.get(family, family)
 
 
-def _sorted_entries(folder: str) -> list[os.DirEntry]:
+def _sorted_entries(folder: str, hidden: list[str] | None = None) -> list[os.DirEntry]:
+    """Visible entries in natural order; hidden folders are added to `hidden` (when given)."""
     with os.scandir(folder) as entries:
-        return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: natural_key(e.name))
+        entries = list(entries)
+    if hidden is not None:
+        hidden += sorted((e.path for e in entries if e.name.startswith(".") and e.is_dir()), key=natural_key)
+    return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: natural_key(e.name))
+
+
+def hidden_folders_note(hidden: list[str], limit: int = 5) -> str | None:
+    """`skipped hidden folder .sub_3 in /data/preprocessed` (a few named, then a count), or None."""
+    if not hidden:
+        return None
+    named = ", ".join(f"{Path(h).name} in {Path(h).parent}" for h in hidden[:limit])
+    more = f" and {len(hidden) - limit} more" if len(hidden) > limit else ""
+    return f"skipped hidden folder{'s' if len(hidden) > 1 else ''} {named}{more}"
 
 
 # ------------------------------------------------------------------------------------------------ FOMO60K
@@ -66,6 +81,7 @@ class CorpusListing:
     images: list[CorpusImage] = field(default_factory=list)
     problems: list[BadInputError] = field(default_factory=list)  # misplaced, empty, duplicate, broken links
     ignored: list[str] = field(default_factory=list)  # files that are not images (sidecars, notes)
+    hidden: list[str] = field(default_factory=list)  # hidden subject / session folders, not walked
 
 
 def walk_fomo60k(src: str | os.PathLike, on_subject=None) -> CorpusListing:
@@ -75,11 +91,11 @@ def walk_fomo60k(src: str | os.PathLike, on_subject=None) -> CorpusListing:
     """
     root = os.fspath(src)
     listing = CorpusListing()
-    for subject in _sorted_entries(root):
+    for subject in _sorted_entries(root, listing.hidden):
         if not subject.is_dir():
             _file_outside_layout(listing, subject, "at the corpus root")
             continue
-        for session in _sorted_entries(subject.path):
+        for session in _sorted_entries(subject.path, listing.hidden):
             if not session.is_dir():
                 _file_outside_layout(listing, session, "directly in a subject folder, outside any session")
                 continue
@@ -132,6 +148,21 @@ class TaskSubject:
     images: dict[str, Path]  # lower-case sequence stem -> file
     session_dir: Path | None  # where the images are (None: the subject folder has no session level)
     problem: BadInputError | None = None  # why the subject's images cannot be found
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)  # stem -> every file claiming it
+
+    def image(self, stem: str) -> Path:
+        """The file of sequence `stem`; refused when two files claim it (`flair.nii` and `flair.nii.gz`)."""
+        files = self.ambiguous.get(stem)
+        if files:
+            names = " and ".join(f.name for f in files)
+            raise BadInputError(files[0].parent, f"ambiguous sequence {stem}: {names} are both there; keep one")
+        return self.images[stem]
+
+
+@dataclass
+class TaskListing:
+    subjects: list[TaskSubject] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # hidden subject folders, skipped
 
 
 def task_images_root(src: str | os.PathLike) -> Path:
@@ -142,23 +173,30 @@ def task_images_root(src: str | os.PathLike) -> Path:
     return root
 
 
-def find_task_subjects(src: str | os.PathLike) -> list[TaskSubject]:
-    """The subjects of a finetuning task folder and their images by sequence name."""
-    subjects = []
-    for entry in _sorted_entries(os.fspath(task_images_root(src))):
+def list_subjects(root: str | os.PathLike) -> TaskListing:
+    """The subject folders directly under `root` (sub_X/[ses_1/]<sequence>.nii.gz), in natural order."""
+    listing = TaskListing()
+    for entry in _sorted_entries(os.fspath(root), listing.hidden):
         if entry.is_dir():
-            subjects.append(task_subject(Path(entry.path)))
-    if not subjects:
-        raise BadInputError(task_images_root(src), "holds no subject folders (sub_X/ses_1/<sequence>.nii.gz)")
-    return subjects
+            listing.subjects.append(task_subject(Path(entry.path)))
+    return listing
+
+
+def find_task_subjects(src: str | os.PathLike) -> TaskListing:
+    """The subjects of a finetuning task folder (`SRC/preprocessed/...`) and their images by sequence name."""
+    root = task_images_root(src)
+    listing = list_subjects(root)
+    if not listing.subjects:
+        raise BadInputError(root, "holds no subject folders (sub_X/ses_1/<sequence>.nii.gz)")
+    return listing
 
 
 def task_subject(subject_dir: Path) -> TaskSubject:
     entries = _sorted_entries(os.fspath(subject_dir))
     sessions = [Path(e.path) for e in entries if e.is_dir()]
-    direct = _images_in(subject_dir)
+    direct, ambiguous = _images_in(subject_dir)
     if direct or not sessions:  # images straight in the subject folder (no session level)
-        return TaskSubject(subject_dir.name, direct, None)
+        return TaskSubject(subject_dir.name, direct, None, ambiguous=ambiguous)
     if len(sessions) > 1:
         chosen = [s for s in sessions if s.name == "ses_1"]
         if not chosen:
@@ -166,29 +204,37 @@ def task_subject(subject_dir: Path) -> TaskSubject:
             return TaskSubject(subject_dir.name, {}, None, BadInputError(
                 subject_dir, f"several sessions ({names}) and none is ses_1; a finetuning case has one session"))
         sessions = chosen
-    return TaskSubject(subject_dir.name, _images_in(sessions[0]), sessions[0])
+    images, ambiguous = _images_in(sessions[0])
+    return TaskSubject(subject_dir.name, images, sessions[0], ambiguous=ambiguous)
 
 
-def _images_in(folder: Path) -> dict[str, Path]:
-    found = {}
+def _images_in(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """Images by lower-case stem, and the stems more than one file claims (`t1.nii` + `t1.nii.gz`, `T1` + `t1`)."""
+    claims: dict[str, list[Path]] = {}
     for entry in _sorted_entries(os.fspath(folder)):
         parts = split_image_name(entry.name)
         if parts is not None and not entry.is_dir():
-            found.setdefault(parts[0].lower(), Path(entry.path))
-    return found
+            claims.setdefault(parts[0].lower(), []).append(Path(entry.path))
+    images = {stem: files[0] for stem, files in claims.items()}
+    return images, {stem: files for stem, files in claims.items() if len(files) > 1}
 
 
 def find_task_label(src: str | os.PathLike, subject: TaskSubject, stem: str) -> Path | None:
-    """The label file `stem` (+ `.txt` or a NIfTI ending) of a subject: session level first, then subject level."""
+    """The label file `stem` (+ `.txt` or a NIfTI ending) of a subject: session level first, then subject level.
+
+    `seg.nii` and `seg.nii.gz` side by side are refused (BadInputError): which one is meant is unknown.
+    """
     base = Path(src) / "labels" / subject.subject
     folders = [base / subject.session_dir.name] if subject.session_dir is not None else []
     folders.append(base)
     endings = (".txt",) if stem == "label" else IMAGE_ENDINGS
     for folder in folders:
-        for ending in endings:
-            candidate = folder / f"{stem}{ending}"
-            if candidate.is_file():
-                return candidate
+        found = [folder / f"{stem}{ending}" for ending in endings if (folder / f"{stem}{ending}").is_file()]
+        if len(found) > 1:
+            raise BadInputError(folder, f"ambiguous label {stem}: {' and '.join(f.name for f in found)} are both "
+                                        "there; keep one")
+        if found:
+            return found[0]
     return None
 
 

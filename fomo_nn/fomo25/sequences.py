@@ -1,0 +1,32 @@
+"""Which sequence serves a channel: the one resolver for conversion, `fomo_nn_predict -i` and challenge mode.
+
+Conversion merges SWI and T2* into the channel `swi_or_t2s`, taking SWI where a session has both
+(dataset.json `channel_choices` records which). At prediction time the model's channels decide: a
+merged channel takes SWI, else T2* (the rule its training data were converted with); a channel
+named `swi` or `t2s` (a model trained on one of them) takes exactly that sequence.
+"""
+from __future__ import annotations
+
+from collections.abc import Container
+
+from fomo_nn.fomo25.tasks import TASK_RULES
+
+
+def channel_candidates(channel_name: str) -> tuple[str, ...]:
+    """File stems that can serve a channel: its FOMO25 rule's sequences, else the name itself."""
+    lower = channel_name.lower()
+    for rule in TASK_RULES.values():
+        for channel in rule.channels:
+            if channel.name == lower:
+                return channel.sequences
+    return (lower,)
+
+
+def pick_sequence(channel_name: str, available: Container[str]) -> str | None:
+    """The first candidate of `channel_name` among the `available` stems; None when none is there."""
+    return next((s for s in channel_candidates(channel_name) if s in available), None)
+
+
+def is_merged(channel_name: str) -> bool:
+    """A channel that more than one sequence can serve (`swi_or_t2s`)."""
+    return len(channel_candidates(channel_name)) > 1
