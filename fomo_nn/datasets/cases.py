@@ -37,6 +37,16 @@ class Case:
 
 # a regression target beyond this breaks the target normalization at step 0 (1e300 squared overflows)
 REGRESSION_TARGET_LIMIT = 1e6
+# a case id becomes file names (CASE_0000.nii.gz, CASE.npz) and command-line words: no space, no leading '-'
+_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+
+def case_id_problem(case_id: str) -> str | None:
+    """Why `case_id` cannot name a case, or None: the one rule conversion and preprocessing both apply."""
+    if _CASE_ID.fullmatch(case_id):
+        return None
+    return (f"{case_id!r} is not a usable case id (letters, digits, '_', '-' and '.' only, starting with a "
+            "letter or digit)")
 
 
 def read_target_txt(path: str | Path, valid_range: tuple[float, float] | None = None) -> float:

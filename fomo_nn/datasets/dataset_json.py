@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.io.image_io import SUPPORTED_ENDINGS
 
 TASK_TYPES = ("pretraining", "classification", "segmentation", "regression")
 _KNOWN_KEYS = {"name", "task_type", "channel_names", "file_ending", "labels", "classes", "target", "numTraining",
                "case_subjects", "description", "auxiliary_labels"}
 AUXILIARY_TASK_TYPES = ("classification", "regression")
+MAX_LABEL_VALUE = 127  # preprocessed masks are int8
 
 
 @dataclass
@@ -73,22 +75,27 @@ class DatasetSpec:
 
 
 def parse_dataset_json(data: dict, source: str | Path = "dataset.json") -> DatasetSpec:
-    """Build a DatasetSpec, raising BadInputError that names `source` and the problem."""
+    """Build a DatasetSpec, raising BadInputError that names `source` and the problem (the key, for a wrong type)."""
     if not isinstance(data, dict):
         raise BadInputError(source, "must hold a JSON object")
+    _check_types(data, source)
     task_type = data.get("task_type", "segmentation")
     if task_type not in TASK_TYPES:
         raise BadInputError(source, f"task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}")
-    channels = data.get("channel_names", data.get("modality"))
+    key = "channel_names" if "channel_names" in data else "modality"
+    channels = data.get(key)
     if not isinstance(channels, dict) or not channels:
         raise BadInputError(source, "channel_names must map channel index ('0', '1', ...) to a name")
-    if sorted(int(k) for k in channels) != list(range(len(channels))):
-        raise BadInputError(source, f"channel_names keys must be 0..{len(channels) - 1}, got {sorted(channels)}")
+    _check_index_keys(channels, source, key)
+    file_ending = data.get("file_ending", ".nii.gz")
+    if file_ending not in SUPPORTED_ENDINGS:
+        raise BadInputError(source, f"file_ending {file_ending!r} is not one of {', '.join(SUPPORTED_ENDINGS)}")
     spec = DatasetSpec(
         name=str(data.get("name", Path(source).parent.name)), task_type=task_type,
-        channel_names={str(k): str(v) for k, v in channels.items()}, file_ending=data.get("file_ending", ".nii.gz"),
+        channel_names={str(k): str(v) for k, v in channels.items()}, file_ending=file_ending,
         labels=data.get("labels"), classes=data.get("classes"), target=data.get("target"),
-        num_training=data.get("numTraining"), case_subjects=data.get("case_subjects", {}) or {},
+        num_training=data.get("numTraining"),
+        case_subjects={k: str(v) for k, v in (data.get("case_subjects") or {}).items()},
         description=data.get("description", ""), auxiliary_labels=data.get("auxiliary_labels"),
         extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS})
     _check_targets(spec, source)
@@ -96,8 +103,52 @@ def parse_dataset_json(data: dict, source: str | Path = "dataset.json") -> Datas
     return spec
 
 
+# key -> (JSON types it may hold, what to say); absent keys take their defaults
+_KEY_TYPES = {
+    "name": ((str,), "a string"), "task_type": ((str,), "a string"), "description": ((str,), "a string"),
+    "file_ending": ((str,), "a string such as '.nii.gz'"), "channel_names": ((dict,), "an object"),
+    "modality": ((dict,), "an object"), "labels": ((dict,), "an object"), "classes": ((dict,), "an object"),
+    "target": ((dict,), "an object"), "auxiliary_labels": ((dict,), "an object"),
+    "numTraining": ((int,), "a whole number"), "case_subjects": ((dict,), "an object {case id: subject id}"),
+}
+
+
+def _check_types(data: dict, source) -> None:
+    """Wrong JSON types are named here, by key, instead of surfacing as a traceback wherever they are used."""
+    for key, (types, what) in _KEY_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise BadInputError(source, f"{key} must be {what}, got {type(value).__name__} {_shown(value)}")
+    if isinstance(data.get("numTraining"), int) and data["numTraining"] < 0:
+        raise BadInputError(source, f"numTraining must not be negative, got {data['numTraining']}")
+    for key in ("channel_names", "modality", "classes"):
+        for name in (data.get(key) or {}).values():
+            if not isinstance(name, str) or not name:
+                raise BadInputError(source, f"{key} must map to names (strings), got {_shown(name)}")
+    for case_id, subject in (data.get("case_subjects") or {}).items():
+        if isinstance(subject, bool) or not isinstance(subject, (str, int)):
+            raise BadInputError(source, f"case_subjects must map case ids to subject ids, got "
+                                        f"{case_id!r}: {_shown(subject)}")
+
+
+def _check_index_keys(mapping: dict, source, key: str) -> None:
+    """Keys '0'..'N-1' written as plain decimals ('00' or 'zero' would never match a file or a class)."""
+    bad = [k for k in mapping if not (k.isdigit() and str(int(k)) == k)]
+    if bad:
+        raise BadInputError(source, f"{key} keys must be the indices '0', '1', ...; {bad[0]!r} is not")
+    if sorted(int(k) for k in mapping) != list(range(len(mapping))):
+        raise BadInputError(source, f"{key} keys must be 0..{len(mapping) - 1}, got {sorted(mapping, key=int)}")
+
+
+def _shown(value) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict, str, int, float, bool)) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _check_label_map(labels, source, key: str) -> None:
-    """name -> integer value, background 0, at least one foreground label."""
+    """name -> integer value in 0..MAX_LABEL_VALUE, background 0, at least one foreground label."""
     if not isinstance(labels, dict) or "background" not in labels:
         raise BadInputError(source, f"{key} must map label names to values and include 'background'")
     if any(not isinstance(v, int) or isinstance(v, bool) for v in labels.values()):
@@ -106,6 +157,10 @@ def _check_label_map(labels, source, key: str) -> None:
         raise BadInputError(source, f"the background value of {key} must be 0")
     if len(labels) < 2:
         raise BadInputError(source, f"{key} needs at least one label besides background")
+    outside = sorted(v for v in labels.values() if not 0 <= v <= MAX_LABEL_VALUE)
+    if outside:
+        raise BadInputError(source, f"{key} values must lie in 0..{MAX_LABEL_VALUE} (masks are stored as int8), "
+                                    f"got {outside}")
 
 
 def _check_auxiliary_labels(spec: DatasetSpec, source) -> None:
@@ -121,16 +176,11 @@ def _check_targets(spec: DatasetSpec, source) -> None:
     if spec.task_type == "segmentation":
         if not isinstance(spec.labels, dict) or "background" not in spec.labels:
             raise BadInputError(source, "a segmentation dataset needs labels with a 'background' entry")
-        values = spec.labels.values()
-        if any(not isinstance(v, int) for v in values):
-            raise BadInputError(source, "labels must map names to integer values (region labels are not supported)")
-        if spec.labels["background"] != 0:
-            raise BadInputError(source, "the background label must be 0")
+        _check_label_map(spec.labels, source, "labels")
     elif spec.task_type == "classification":
         if not isinstance(spec.classes, dict) or len(spec.classes) < 2:
             raise BadInputError(source, "a classification dataset needs classes with at least two entries")
-        if sorted(int(k) for k in spec.classes) != list(range(len(spec.classes))):
-            raise BadInputError(source, f"class values must be 0..{len(spec.classes) - 1}, got {sorted(spec.classes)}")
+        _check_index_keys(spec.classes, source, "classes")
     elif spec.task_type == "regression":
         if not isinstance(spec.target, dict) or "name" not in spec.target:
             raise BadInputError(source, "a regression dataset needs target: {'name': ..., 'unit': ...}")

@@ -1,12 +1,17 @@
 """Check a raw dataset before anyone spends hours on it: does dataset.json agree with the files,
 is every case complete, is every image readable and on the same grid as its siblings?
 
+The one raw-dataset validator: `fomo_nn_convert validate` and `fomo_nn_plan_and_preprocess --verify`
+both run it, and the case reader of preprocessing and prediction applies the same image rules
+(`grid_mismatch`, `check_not_empty`, `check_mask_values`), so what passes here is what
+preprocessing accepts.
+
 Two depths per image:
-- header level (`read_grid`): the header parses, the image is 3D and not degenerate, the affine is
-  usable, and the file is not shorter than the header promises (uncompressed size checked against
+- header level (`read_grid`): fomo_nn.io's header rules (3D scalar real data, usable voxel size and
+  affine), and the file is not shorter than the header promises (uncompressed size checked against
   the gzip trailer, with a full decompression only when the trailer disagrees). Milliseconds per file.
-- data level (`read_image`, when `check_images`): every voxel is read, so NaN/Inf voxels and damaged
-  compressed streams are found too.
+- data level (`read_image`, when `check_images`): every voxel is read, so NaN/Inf voxels, all-zero
+  images, mask values and damaged compressed streams are found too.
 
 Every problem is a BadInputError naming the file; the validator collects them all instead of
 stopping at the first, so one run tells a user everything to fix.
@@ -17,21 +22,20 @@ import os
 import re
 import struct
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from fomo_nn.datasets.cases import list_supervised_cases
-from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json
+from fomo_nn.datasets.cases import case_id_problem, list_supervised_cases
+from fomo_nn.datasets.dataset_json import MAX_LABEL_VALUE, DatasetSpec, load_dataset_json
 from fomo_nn.io import read_image
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.io.geometry import reoriented_affine, same_grid, to_ras_transform
-from fomo_nn.io.image_io import NIFTI_ENDINGS, file_ending
+from fomo_nn.io.geometry import grid_difference, same_grid
+from fomo_nn.io.image_io import read_header
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+IMAGES_PER_TASK = 64  # header checks take milliseconds: batch them so 60K files are not 60K round trips
 
 
 @dataclass(frozen=True)
@@ -42,39 +46,54 @@ class ImageGrid:
     ras_shape: tuple[int, int, int]
     ras_affine: np.ndarray
 
+    @classmethod
+    def of(cls, path, image) -> "ImageGrid":
+        """The grid of an ImageHeader or ImageProperties."""
+        return cls(str(path), tuple(image.ras_shape), np.asarray(image.ras_affine, dtype=float))
+
     def same_as(self, other: "ImageGrid") -> bool:
         return same_grid(self.ras_shape, self.ras_affine, other.ras_shape, other.ras_affine)
 
-    def describe(self) -> str:
-        spacing = np.sqrt((self.ras_affine[:3, :3] ** 2).sum(axis=0))
-        return f"shape {self.ras_shape}, spacing {tuple(round(float(s), 3) for s in spacing)}"
+
+class GridMismatchError(BadInputError):
+    """A file whose voxel grid differs from the one it must share (a channel's or the image's)."""
 
 
-def grid_mismatch(path, grid: ImageGrid, reference: ImageGrid, what: str = "image") -> BadInputError:
-    return BadInputError(path, f"grid differs from its {what} {Path(reference.path).name} "
-                               f"({grid.describe()} vs {reference.describe()}, or a different affine)")
+def grid_mismatch(path, grid: ImageGrid, reference: ImageGrid, what: str = "image") -> GridMismatchError:
+    """The message for `grid` not being on `reference`'s grid (call when `not grid.same_as(reference)`)."""
+    difference = grid_difference(grid.ras_shape, grid.ras_affine, reference.ras_shape, reference.ras_affine)
+    return GridMismatchError(path, f"grid differs from its {what} {reference.path}: {difference or 'same grid'}")
+
+
+def check_not_empty(path, image: np.ndarray) -> None:
+    """An all-zero image has no foreground to crop, normalise or learn from."""
+    if not np.any(image):
+        raise BadInputError(path, "image is empty (every voxel is 0)")
+
+
+def check_mask_values(path: str | os.PathLike, allowed, data: np.ndarray | None = None) -> np.ndarray:
+    """A mask holds whole numbers in 0..MAX_LABEL_VALUE, from `allowed` (dataset.json's labels) when given.
+
+    Returns the mask as int16. Reads `path` unless `data` is given.
+    """
+    if data is None:
+        data, _ = read_image(path)
+    rounded = np.rint(data)
+    if not np.array_equal(rounded, data):
+        raise BadInputError(path, "segmentation holds non-integer values (is it an image or a probability map?)")
+    present = np.unique(rounded).astype(np.int64)
+    if allowed is not None:
+        unknown = sorted(set(present.tolist()) - {int(v) for v in allowed})
+        if unknown:
+            raise BadInputError(path, f"label values {unknown} are not declared: the labels are "
+                                      f"{sorted(int(v) for v in allowed)}")
+    if present.min() < 0 or present.max() > MAX_LABEL_VALUE:
+        raise BadInputError(path, f"label values must lie in 0..{MAX_LABEL_VALUE}, found {present.min()}.."
+                                  f"{present.max()}")
+    return rounded.astype(np.int16)
 
 
 # ---------------------------------------------------------------------------------------------- one image
-def _ras_grid(path, shape, affine) -> ImageGrid:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) > 3:
-        raise BadInputError(path, f"expected a 3D image but it is {len(shape)}D with shape {shape}"
-                                  " (a 4D series cannot be used as one channel)")
-    if len(shape) < 3 or min(shape) < 2:
-        raise BadInputError(path, f"expected a 3D image, got shape {shape}")
-    affine = np.asarray(affine, dtype=float)
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise BadInputError(path, "the affine (voxel-to-world matrix) is not finite or not invertible")
-    ornt = to_ras_transform(affine)
-    ras_shape = [0, 0, 0]
-    for axis, (target, _) in enumerate(ornt):
-        ras_shape[int(target)] = shape[axis]
-    return ImageGrid(str(path), tuple(ras_shape), reoriented_affine(affine, shape, ornt))
-
-
 def _gzip_trailer_size(path: Path) -> int | None:
     """ISIZE of the last gzip member: uncompressed size modulo 2**32 (None if the file is too short)."""
     with open(path, "rb") as handle:
@@ -128,50 +147,19 @@ def _check_nifti_length(path: Path, image) -> None:
 
 def read_grid(path: str | os.PathLike) -> ImageGrid:
     """Header-level check of one image; returns its RAS grid. Raises BadInputError on bad input."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "file does not exist")
-    ending = file_ending(path)
-    if ending in NIFTI_ENDINGS:
-        try:
-            image = nib.load(str(path))
-            shape, affine = image.shape, image.affine
-        except Exception as error:  # nibabel raises many types for corrupt headers
-            raise BadInputError(path, f"unreadable NIfTI header ({type(error).__name__}: {error})") from None
-        if affine is None:
-            raise BadInputError(path, "the header has no affine (voxel-to-world matrix)")
-        grid = _ras_grid(path, shape, affine)
-        _check_nifti_length(path, image)
-        return grid
-    return _read_sitk_grid(path)
+    header = read_header(path)
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        import nibabel as nib
 
-
-def _read_sitk_grid(path: Path) -> ImageGrid:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except Exception as error:
-        raise BadInputError(path, f"unreadable image header ({error})") from None
-    if reader.GetNumberOfComponents() != 1:
-        raise BadInputError(path, f"expected a scalar image, got {reader.GetNumberOfComponents()} components")
-    size = reader.GetSize()
-    if len(size) != 3:
-        return _ras_grid(path, size, np.eye(4))  # raises the 3D message
-    direction = np.asarray(reader.GetDirection()).reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * np.asarray(reader.GetSpacing())[None, :]
-    lps[:3, 3] = reader.GetOrigin()
-    return _ras_grid(path, size, _LPS_TO_RAS @ lps)
+        _check_nifti_length(Path(path), nib.load(str(path)))
+    return ImageGrid.of(path, header)
 
 
 def read_grid_checked(path: str | os.PathLike, check_data: bool) -> ImageGrid:
-    """`read_grid`, plus a read of every voxel (NaN/Inf, damaged data) when `check_data`."""
+    """`read_grid`, plus a read of every voxel (NaN/Inf, all zero, damaged data) when `check_data`."""
     grid = read_grid(path)
     if check_data:
-        read_image(path)
+        check_not_empty(path, read_image(path)[0])
     return grid
 
 
@@ -184,22 +172,21 @@ def check_image_file(path: str, check_data: bool = False) -> tuple[str, str] | N
     return None
 
 
+def _check_image_batch(paths: list[str], check_data: bool) -> list[tuple[str, str] | None]:
+    return [check_image_file(path, check_data) for path in paths]
+
+
 def check_image_files(paths: list[str], check_data: bool, num_processes: int = 1,
                       progress: bool = False, description: str = "checking images") -> list[BadInputError]:
-    """Check many images, in parallel when `num_processes` > 1; returns the problems found."""
-    from functools import partial
+    """Check many images, in parallel when `num_processes` > 1; returns the problems found, in input order."""
+    from fomo_nn.preprocessing.parallel import run_parallel
 
-    from tqdm import tqdm
-
-    work = partial(check_image_file, check_data=check_data)
-    bar = dict(total=len(paths), desc=description, unit="img", disable=not progress, mininterval=1.0)
-    if num_processes <= 1 or len(paths) < 2:
-        results = [work(p) for p in tqdm(paths, **bar)]
-    else:
-        chunk = max(1, min(256, len(paths) // (num_processes * 8)))
-        with ProcessPoolExecutor(num_processes) as pool:
-            results = list(tqdm(pool.map(work, paths, chunksize=chunk), **bar))
-    return [BadInputError(*found) for found in results if found is not None]
+    starts = range(0, len(paths), IMAGES_PER_TASK)
+    batches = [list(paths[start:start + IMAGES_PER_TASK]) for start in starts]
+    keys = [f"images {start + 1}-{start + len(batch)} (from {batch[0]})" for start, batch in zip(starts, batches)]
+    found = dict(run_parallel(partial(_check_image_batch, check_data=check_data), batches, keys,
+                              num_processes if len(paths) > 1 else 1, description, progress))
+    return [BadInputError(*problem) for key in keys for problem in found[key] if problem is not None]
 
 
 # -------------------------------------------------------------------------------------------- the dataset
@@ -242,6 +229,9 @@ def _validate_pretraining(dataset_dir: Path, spec: DatasetSpec, check_images: bo
     for image in manifest.images:
         if image.image_id in seen:
             problems.append(BadInputError(manifest_path, f"image id {image.image_id!r} is listed twice"))
+        name_problem = case_id_problem(image.image_id)
+        if name_problem:
+            problems.append(BadInputError(manifest_path, name_problem))
         seen.add(image.image_id)
     if not manifest.images:
         problems.append(BadInputError(manifest_path, "the manifest lists no images"))
@@ -277,6 +267,10 @@ def _check_dataset_json_against_files(dataset_dir: Path, spec: DatasetSpec) -> l
                                                  f" (file_ending in dataset.json is {spec.file_ending!r})")
                 for name in sorted(strays)]
     for case_id, channels in sorted(cases.items()):
+        name_problem = case_id_problem(case_id)
+        if name_problem:
+            problems.append(BadInputError(images_dir / f"{case_id}_{min(channels):04d}{spec.file_ending}",
+                                          name_problem))
         extra = sorted(c for c in channels if c >= spec.num_channels)
         if extra:
             problems.append(BadInputError(images_dir / f"{case_id}_{extra[0]:04d}{spec.file_ending}",
@@ -299,7 +293,8 @@ def _check_dataset_json_against_files(dataset_dir: Path, spec: DatasetSpec) -> l
         for entry in sorted(os.scandir(labels_dir), key=lambda e: e.name):
             ending = next((e for e in label_endings(spec) if entry.name.endswith(e)), None)
             if ending is not None and entry.name[:-len(ending)] not in cases:
-                problems.append(BadInputError(entry.path, "label without images in imagesTr"))
+                problems.append(BadInputError(entry.path, f"label without images in imagesTr (no images named "
+                                                          f"{entry.name[:-len(ending)]}_XXXX{spec.file_ending})"))
             elif ending is None and spec.auxiliary_labels is None and entry.name.endswith(spec.file_ending):
                 problems.append(BadInputError(entry.path, "a mask beside the targets, but dataset.json declares no "
                                                           "auxiliary_labels (stale file?)"))
@@ -315,21 +310,17 @@ def label_endings(spec: DatasetSpec) -> tuple[str, ...]:
 
 def _validate_split(dataset_dir: Path, spec: DatasetSpec, split: str, check_images: bool, num_processes: int,
                     progress: bool) -> list[BadInputError]:
+    from fomo_nn.preprocessing.parallel import run_parallel
+
     try:
         cases, problems = list_supervised_cases(dataset_dir, spec, split=split, strict=False)
     except BadInputError as error:
         return [error]
     jobs = [(case.image_files, case.label_file if spec.task_type == "segmentation" else case.mask_file,
-             spec.voxel_label_values or [], check_images) for case in cases]
-    from tqdm import tqdm
-
-    bar = dict(total=len(jobs), desc=f"validating images{split}", unit="case", disable=not progress)
-    if num_processes <= 1 or len(jobs) < 2:
-        results = [_check_case_files(job) for job in tqdm(jobs, **bar)]
-    else:
-        with ProcessPoolExecutor(num_processes) as pool:
-            results = list(tqdm(pool.map(_check_case_files, jobs), **bar))
-    return problems + [BadInputError(*found) for result in results for found in result]
+             spec.voxel_label_values, check_images) for case in cases]
+    keys = [case.case_id for case in cases]
+    found = dict(run_parallel(_check_case_files, jobs, keys, num_processes, f"validating images{split}", progress))
+    return problems + [BadInputError(*problem) for key in keys for problem in found[key]]
 
 
 def _check_case_files(job) -> list[tuple[str, str]]:
@@ -341,7 +332,7 @@ def _check_case_files(job) -> list[tuple[str, str]]:
             grids.append(read_grid_checked(path, check_data))
         except BadInputError as error:
             problems.append((error.path, error.problem))
-    reference = grids[0] if grids and grids[0].path == image_files[0] else None
+    reference = grids[0] if grids and grids[0].path == str(image_files[0]) else None
     if reference is not None:
         for grid in grids[1:]:
             if not grid.same_as(reference):
@@ -360,13 +351,3 @@ def _check_case_files(job) -> list[tuple[str, str]]:
     return problems
 
 
-def check_mask_values(path: str | os.PathLike, allowed: list[int], data: np.ndarray | None = None) -> None:
-    """A segmentation holds only whole numbers from `allowed` (the labels of dataset.json)."""
-    if data is None:
-        data, _ = read_image(path)
-    values = np.unique(data)
-    if np.any(values != np.round(values)):
-        raise BadInputError(path, "segmentation holds non-integer values")
-    unexpected = sorted(set(int(v) for v in values) - set(int(a) for a in allowed))
-    if unexpected:
-        raise BadInputError(path, f"segmentation holds values {unexpected} that are not labels {sorted(allowed)}")

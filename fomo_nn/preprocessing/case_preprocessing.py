@@ -18,7 +18,7 @@ import numpy as np
 from fomo_nn.preprocessing.case_reading import LoadedCase, read_case_images
 from fomo_nn.preprocessing.crop import bounding_box, box_shape, crop, nonzero_mask, paste
 from fomo_nn.preprocessing.normalization import clip_to_scheme_range, normalize_channels
-from fomo_nn.preprocessing.resampling import (new_shape_for_spacing, resample_channels, resample_labels,
+from fomo_nn.preprocessing.resampling import (check_resampled_size, resample_channels, resample_labels,
                                               separate_z_axis)
 
 MAX_LOCATIONS_PER_LABEL = 10_000
@@ -72,7 +72,8 @@ def preprocess_loaded(loaded: LoadedCase, plans):
     spacing = [float(s) for s in loaded.properties.spacing]
     target_spacing = [float(s) for s in plans.target_spacing]
     cropped_shape = box_shape(box)
-    new_shape = new_shape_for_spacing(cropped_shape, spacing, target_spacing)
+    new_shape = check_resampled_size(loaded.properties.source, cropped_shape, spacing, target_spacing,
+                                     loaded.data.shape[0])
     z_axis = separate_z_axis(spacing, target_spacing)
     data = clip_to_scheme_range(resample_channels(data, new_shape, "cubic", z_axis), plans.normalization)
     seg = None

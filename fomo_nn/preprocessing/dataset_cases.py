@@ -1,15 +1,12 @@
 """The cases of a raw dataset as the preprocessing steps see them, plus how problems are reported."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fomo_nn.datasets.cases import Case, list_cases
+from fomo_nn.datasets.cases import Case, case_id_problem, list_cases
 from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json
 from fomo_nn.io import BadInputError
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclass
@@ -45,9 +42,9 @@ def dataset_cases(raw_dir: str | Path) -> tuple[DatasetSpec, list[Case], list[Ca
     problems = [CaseProblem.from_error(None, error) for error in errors]
     usable, seen = [], set()
     for case in sorted(cases, key=lambda c: c.case_id):
-        if not _SAFE_ID.match(case.case_id):
-            problems.append(CaseProblem(case.case_id, case.image_files[0], "case id is not a safe file name "
-                                        "(letters, digits, '_', '-', '.' only)"))
+        name_problem = case_id_problem(case.case_id)
+        if name_problem:
+            problems.append(CaseProblem(case.case_id, case.image_files[0], name_problem))
         elif case.case_id in seen:
             problems.append(CaseProblem(case.case_id, case.image_files[0], "case id is used twice"))
         else:

@@ -16,8 +16,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from fomo_nn.io.errors import BadInputError
+
 KINDS = ("nearest", "linear", "cubic")
 ANISOTROPY_THRESHOLD = 3.0
+# one case at the target spacing (float32, all channels); a 256^3 4-channel brain at 1 mm is 0.25 GiB
+MAX_RESAMPLED_GIB = 4.0
 
 
 def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -95,6 +99,26 @@ def new_shape_for_spacing(shape, spacing_from, spacing_to) -> tuple[int, int, in
     shape = np.asarray(shape, dtype=float)
     ratio = np.asarray(spacing_from, dtype=float) / np.asarray(spacing_to, dtype=float)
     return tuple(int(v) for v in np.maximum(np.round(shape * ratio), 1))
+
+
+def check_resampled_size(source, shape_from, spacing_from, spacing_to, num_channels: int,
+                         limit_gib: float | None = None) -> tuple[int, int, int]:
+    """The shape at `spacing_to`, or BadInputError naming `source` when that case would not fit in memory.
+
+    Checked before anything is allocated: a header claiming 50 mm voxels makes a 50 KB file a
+    gigabyte array at 1 mm (200 mm: ~26 GB), and the worker would die instead of naming the file.
+    """
+    limit_gib = MAX_RESAMPLED_GIB if limit_gib is None else limit_gib
+    new_shape = new_shape_for_spacing(shape_from, spacing_from, spacing_to)
+    gib = float(np.prod(new_shape, dtype=float)) * num_channels * np.dtype(np.float32).itemsize / 2 ** 30
+    if gib > limit_gib:
+        spacing = tuple(round(float(s), 4) for s in spacing_from)
+        target = tuple(round(float(s), 4) for s in spacing_to)
+        raise BadInputError(source, f"resampling spacing {spacing} mm to the target spacing {target} mm would turn "
+                                    f"shape {tuple(int(s) for s in shape_from)} into {new_shape} ({gib:.3g} GiB for "
+                                    f"{num_channels} channel(s), over the {limit_gib:g} GiB limit): is the header's "
+                                    "voxel size right?")
+    return new_shape
 
 
 def _axis_order(shape_from, shape_to) -> list[int]:
