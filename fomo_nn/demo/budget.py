@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from fomo_nn.tasks import task_names
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -36,7 +38,8 @@ class Budget:
 
 
 def _each(**recipe) -> dict:
-    return {family: dict(recipe) for family in ("classification", "segmentation", "regression")}
+    """The same recipe for every supervised task family."""
+    return {family: dict(recipe) for family in task_names(lambda kind: kind.supervised)}
 
 
 BUDGETS = {

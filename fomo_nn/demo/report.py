@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fomo_nn.evaluation.task_metrics import TASK_METRICS, task_evaluation
+from fomo_nn.tasks import task_kind
 from fomo_nn.utils.files import write_text_atomic
 
-COLUMNS = [("auroc", "AUROC", True), ("dice", "Dice", True), ("nsd", "NSD", True), ("pearson_r", "Pearson r", True),
-           ("mae", "MAE", False)]
-TASK_METRICS = {"classification": ["auroc"], "segmentation": ["dice", "nsd"], "regression": ["pearson_r", "mae"]}
+COLUMNS = [(spec.key, spec.label, spec.higher_is_better) for specs in TASK_METRICS.values() for spec in specs]
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -35,8 +35,8 @@ def task_verdict(rows: list[dict], family: str, scratch: str, tests: list[dict])
     if baseline is None or not pretrained:
         return "no comparison possible"
     parts = []
-    for key in TASK_METRICS[family]:
-        higher = dict((k, h) for k, _, h in COLUMNS)[key]
+    for spec in TASK_METRICS[family]:
+        key, higher = spec.key, spec.higher_is_better
         values = [(float(r[key]), r["model"]) for r in pretrained if r[key] != ""]
         if not values or baseline[key] == "":
             continue
@@ -88,7 +88,10 @@ def write_report(pipeline) -> Path:
     return write_text_atomic(pipeline.workdir / "REPORT.md", "\n".join(lines) + "\n")
 
 
-PROBE_METRIC = {"classification": ("auroc", True), "regression": ("mae", False)}
+def probe_metric(task_type: str) -> tuple[str, bool]:
+    """(the headline probe metric of a task type, whether higher is better): its kind's first probe metric."""
+    metric = task_kind(task_type).probe_metrics[0]
+    return metric, task_evaluation(task_type).metric(metric).higher_is_better
 
 
 def _probe_cell(values: list[float]) -> str:
@@ -101,7 +104,7 @@ def _probe_cell(values: list[float]) -> str:
 
 def probe_table(result: dict) -> list[str]:
     """Markdown rows: random encoders (mean ± SD over seeds) and each pretrained encoder, per split."""
-    metric, _ = PROBE_METRIC[result["task_type"]]
+    metric, _ = probe_metric(result["task_type"])
     rows = [r for r in result["rows"] if r["model"] == "linear"]
     splits = list(dict.fromkeys(r["split"] for r in rows))
     groups: dict[str, list[dict]] = {}
@@ -141,7 +144,7 @@ def probe_section(pipeline) -> list[str]:
              "held-out sites (overall and per site). Random encoders are the planned network untrained, "
              f"{pipeline.budget.random_probe_seeds} seeds (mean ± SD)."]
     for task, result in zip(pipeline.probed_tasks, results):
-        metric, higher = PROBE_METRIC[result["task_type"]]
+        metric, higher = probe_metric(result["task_type"])
         lines += ["", f"### {task.key} ({task.family}, {metric}, {'higher' if higher else 'lower'} is better)", "",
                   *probe_table(result)]
     curves = {m: read_probe_curve(pipeline.pretraining_checkpoint(m).parent / "online_probe.jsonl")

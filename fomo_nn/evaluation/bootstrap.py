@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from fomo_nn.evaluation.ranking import Ranks, aggregate_ranks, places
 from fomo_nn.evaluation.results import TaskTable
-from fomo_nn.evaluation.task_metrics import TASKS
+from fomo_nn.evaluation.task_metrics import TASKS, task_evaluation
 
 CHUNK = 500  # resamples per vectorized block: bounds memory at CHUNK x cases
 
@@ -69,7 +69,7 @@ def bootstrap_ranks(tables: dict[str, TaskTable], num_resamples: int = 10_000, s
     for start in tqdm(starts, desc="bootstrap", unit="block", disable=not progress):
         size = min(CHUNK, num_resamples - start)
         for task, table in tables.items():
-            strata = table.reference if task == "classification" else None
+            strata = table.reference if task_evaluation(task).class_reference else None
             counts = resample_counts(generators[task], size, table.num_cases, strata)
             for key, values in table.metric_values(counts).items():
                 blocks[task].setdefault(key, []).append(values)

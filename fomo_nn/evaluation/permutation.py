@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from fomo_nn.evaluation.results import TaskTable
-from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS
+from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS, task_evaluation
 
 DEFAULT_PERMUTATIONS = 100_000
 CHUNK = 2000  # permutations per block
@@ -252,28 +252,40 @@ class PairwiseTest:
     @property
     def better(self) -> str:
         """The model with the better value ('' when equal or when one has no value)."""
-        spec = next(s for s in TASK_METRICS[self.task] if s.key == self.metric)
+        spec = task_evaluation(self.task).metric(self.metric)
         if self.value_a == self.value_b or np.isnan(self.value_a) or np.isnan(self.value_b):
             return ""
         return self.model_a if (self.value_a > self.value_b) == spec.higher_is_better else self.model_b
 
 
-def _task_pvalues(table: TaskTable, pairs: list[tuple[int, int]], num_permutations: int,
-                  rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """{metric key: p per pair} for one task; every test of a task uses the same swap draws."""
+def _present_pairs(table: TaskTable, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(models that have the task, `pairs` as positions among them)."""
     present = np.flatnonzero(table.present)
     local = {model: index for index, model in enumerate(present.tolist())}
-    local_pairs = np.array([(local[i], local[j]) for i, j in pairs])
-    if table.task == "segmentation":
-        values = np.concatenate([table.columns["dice"][:, present], table.columns["nsd"][:, present]], axis=1)
-        both = np.concatenate([local_pairs, local_pairs + present.size])
-        p = _p_values([_mean_difference_statistic(values, both)], num_permutations, rng)[0]
-        return {"dice": p[:len(pairs)], "nsd": p[len(pairs):]}
-    if table.task == "classification":
-        scores, positive = table.columns["probability"], table.reference.astype(bool)
-        quarters = np.stack([_auroc_difference_quarters(positive, scores[:, i], scores[:, j]) for i, j in pairs],
-                            axis=1)
-        return {"auroc": sign_flip_pvalues(quarters, num_permutations, rng, whole_numbers=True)}  # p is scale-free
+    return present, np.array([(local[i], local[j]) for i, j in pairs])
+
+
+# Each task's tests (task kinds' permutation_pvalues hook): {metric key: p per pair}; every test of a
+# task uses the same swap draws.
+def mask_score_pvalues(table: TaskTable, pairs: list[tuple[int, int]], num_permutations: int,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+    present, local_pairs = _present_pairs(table, pairs)
+    values = np.concatenate([table.columns["dice"][:, present], table.columns["nsd"][:, present]], axis=1)
+    both = np.concatenate([local_pairs, local_pairs + present.size])
+    p = _p_values([_mean_difference_statistic(values, both)], num_permutations, rng)[0]
+    return {"dice": p[:len(pairs)], "nsd": p[len(pairs):]}
+
+
+def auroc_pvalues(table: TaskTable, pairs: list[tuple[int, int]], num_permutations: int,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+    scores, positive = table.columns["probability"], table.reference.astype(bool)
+    quarters = np.stack([_auroc_difference_quarters(positive, scores[:, i], scores[:, j]) for i, j in pairs], axis=1)
+    return {"auroc": sign_flip_pvalues(quarters, num_permutations, rng, whole_numbers=True)}  # p is scale-free
+
+
+def regression_pvalues(table: TaskTable, pairs: list[tuple[int, int]], num_permutations: int,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+    present, local_pairs = _present_pairs(table, pairs)
     predictions = table.columns["prediction"][:, present]
     errors = np.abs(predictions - table.reference[:, None])
     mae, pearson = _p_values([_mean_difference_statistic(errors, local_pairs),
@@ -295,7 +307,8 @@ def pairwise_permutation_tests(tables: dict[str, TaskTable], model_names: list[s
         if not pairs:
             continue
         values = table.point_metrics()
-        p_values = _task_pvalues(table, pairs, num_permutations, np.random.default_rng(children[TASKS.index(task)]))
+        test = task_evaluation(task).hook("permutation_pvalues")
+        p_values = test(table, pairs, num_permutations, np.random.default_rng(children[TASKS.index(task)]))
         for spec in TASK_METRICS[task]:
             for (i, j), p in zip(pairs, p_values[spec.key]):
                 tests.append(PairwiseTest(task, spec.key, model_names[i], model_names[j], float(values[spec.key][i]),

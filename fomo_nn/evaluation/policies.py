@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fomo_nn.evaluation.task_metrics import TASKS, task_evaluation
+
 EMPTY_PAIR_POLICIES = {
     "score": "a case whose reference and prediction masks are both empty scores Dice 1 and NSD 1 "
              "(nothing to find, nothing found) and counts in the task mean",
@@ -37,14 +39,8 @@ DEFAULT_EMPTY_PAIR = "score"
 
 MISSING_PROBABILITY = 0.5
 MISSING_MASK_SCORE = 0.0
-MISSING_RULES = {
-    "classification": "a case without a prediction gets probability 0.5: uninformative, it ties with every "
-                      "other 0.5 and orders nothing",
-    "segmentation": "a case without a prediction scores Dice 0 and NSD 0 (the worst value of both, whatever "
-                    "the reference holds; never excluded)",
-    "regression": "a case without a prediction is predicted as the mean of the model's own predictions on the "
-                  "other reference cases (no reference value is used; |Pearson r| can only shrink)",
-}
+# every evaluated task's rule, in words (its task kind's evaluation.missing_rule; fomo_nn.tasks)
+MISSING_RULES = {task: task_evaluation(task).missing_rule for task in TASKS}
 
 
 def check_empty_pair(policy: str) -> str:
@@ -67,9 +63,9 @@ def missing_regression_value(submitted) -> float:
 
 
 def policy_record(task: str, empty_pair: str | None = None) -> dict:
-    """What summary.json stores under "policies": every task's missing-case rule and, for segmentation,
-    the empty-pair rule used."""
+    """What summary.json stores under "policies": every task's missing-case rule and, for tasks scored
+    on masks (segmentation), the empty-pair rule used."""
     record = {"missing_case": dict(MISSING_RULES)}
-    if task == "segmentation":
+    if task_evaluation(task).masks:
         record["empty_pair"] = {"policy": check_empty_pair(empty_pair), "rule": EMPTY_PAIR_POLICIES[empty_pair]}
     return record

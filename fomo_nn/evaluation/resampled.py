@@ -73,3 +73,24 @@ def weighted_auroc(counts: np.ndarray, positive: np.ndarray, scores: np.ndarray)
         result[:, model] = np.einsum("bj,bj->b", counts[:, order[positive_positions]], wins)
     with np.errstate(invalid="ignore", divide="ignore"):
         return result / (n_pos * n_neg)[:, None]
+
+
+# ------------------------------------------------------- each task's metrics (task kinds' resampled_metrics hook)
+# table: a fomo_nn.evaluation.results.TaskTable; values for the models that have the task: (B, present models)
+def resampled_auroc(table, counts: np.ndarray) -> dict[str, np.ndarray]:
+    scores = table.columns["probability"][:, table.present]
+    return {"auroc": weighted_auroc(counts, table.reference.astype(bool), scores)}
+
+
+def resampled_mask_scores(table, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Dice and NSD means over the scored cases (NaN: left out by the "exclude" empty-pair policy)."""
+    have = table.present
+    scores = np.concatenate([table.columns["dice"][:, have], table.columns["nsd"][:, have]], 1)
+    dice, nsd = np.split(weighted_nanmean(counts, scores), 2, axis=1)
+    return {"dice": dice, "nsd": nsd}
+
+
+def resampled_regression(table, counts: np.ndarray) -> dict[str, np.ndarray]:
+    predictions = table.columns["prediction"][:, table.present]
+    return {"mae": weighted_mean(counts, np.abs(predictions - table.reference[:, None])),
+            "pearson_r": weighted_pearson(counts, table.reference, predictions)}

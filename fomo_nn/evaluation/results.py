@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.evaluation.resampled import weighted_auroc, weighted_mean, weighted_nanmean, weighted_pearson
 from fomo_nn.evaluation.summary import EvaluationSummary, summary_from_dict
-from fomo_nn.evaluation.task_metrics import TASKS
+from fomo_nn.evaluation.task_metrics import TASKS, task_evaluation
 from fomo_nn.io.errors import BadInputError
 
 
@@ -83,17 +82,7 @@ class TaskTable:
     def metric_values(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         """{metric key: (B, M)} for resample counts (B, n); NaN for models without the task."""
         have = self.present
-        values = {}
-        if self.task == "classification":
-            values["auroc"] = weighted_auroc(counts, self.reference.astype(bool), self.columns["probability"][:, have])
-        elif self.task == "segmentation":
-            scores = np.concatenate([self.columns["dice"][:, have], self.columns["nsd"][:, have]], 1)
-            both = weighted_nanmean(counts, scores)
-            values["dice"], values["nsd"] = np.split(both, 2, axis=1)
-        else:
-            predictions = self.columns["prediction"][:, have]
-            values["mae"] = weighted_mean(counts, np.abs(predictions - self.reference[:, None]))
-            values["pearson_r"] = weighted_pearson(counts, self.reference, predictions)
+        values = task_evaluation(self.task).hook("resampled_metrics")(self, counts)
         full = {}
         for key, present_values in values.items():
             full[key] = np.full((counts.shape[0], have.size), np.nan)
@@ -105,13 +94,10 @@ class TaskTable:
         return {key: value[0] for key, value in self.metric_values(np.ones((1, self.num_cases))).items()}
 
 
-_VALUE_FIELDS = {"classification": ("probability",), "segmentation": ("dice", "nsd"), "regression": ("prediction",)}
-_REFERENCE_FIELD = {"classification": "label", "regression": "target"}
-
-
 def _unscored_allowed(summary: EvaluationSummary, key: str) -> bool:
-    """Only Dice and NSD under the "exclude" empty-pair policy may be null (not scored)."""
-    return summary.task == "segmentation" and key in ("dice", "nsd") and summary.empty_pair == "exclude"
+    """Only mask scores (Dice and NSD) under the "exclude" empty-pair policy may be null (not scored)."""
+    evaluation = task_evaluation(summary.task)
+    return evaluation.masks and key in evaluation.value_fields and summary.empty_pair == "exclude"
 
 
 def _aligned(summary: EvaluationSummary, source: str, key: str) -> np.ndarray:
@@ -146,29 +132,33 @@ def build_task_table(task: str, models: list[ModelResults]) -> TaskTable:
     case_ids = sorted(first.summaries[task].case_ids)
     if len(set(case_ids)) != len(case_ids):
         raise BadInputError(first.sources[task], "lists a case twice")
+    evaluation = task_evaluation(task)
+    reference_field = evaluation.reference_field
     reference = None
-    if task in _REFERENCE_FIELD:
-        reference = _aligned(first.summaries[task], first.sources[task], _REFERENCE_FIELD[task])
-    columns = {key: np.full((len(case_ids), len(models)), np.nan) for key in _VALUE_FIELDS[task]}
+    if reference_field is not None:
+        reference = _aligned(first.summaries[task], first.sources[task], reference_field)
+    columns = {key: np.full((len(case_ids), len(models)), np.nan) for key in evaluation.value_fields}
     present = np.array([task in model.summaries for model in models])
     for index, model in enumerate(models):
         if task not in model.summaries:
             continue
         summary, source = model.summaries[task], model.sources[task]
         _check_same_cases(task, (first.sources[task], case_ids), (source, sorted(summary.case_ids)))
-        if reference is not None and not np.allclose(_aligned(summary, source, _REFERENCE_FIELD[task]), reference,
+        if reference is not None and not np.allclose(_aligned(summary, source, reference_field), reference,
                                                      rtol=0, atol=1e-9):
             raise BadInputError(source, f"{task} reference values differ from {first.sources[task]}; "
                                         "score every model against the same reference")
         for key in columns:
             columns[key][:, index] = _aligned(summary, source, key)
-    if task == "classification" and len(np.unique(reference)) < 2:
-        raise BadInputError(first.sources[task], "classification reference holds a single class; AUROC is undefined")
+    if evaluation.class_reference and len(np.unique(reference)) < 2:
+        raise BadInputError(first.sources[task], f"{task} reference holds a single class; "
+                                                 f"{evaluation.metrics[0].label} is undefined")
     return TaskTable(task, case_ids, present, columns, reference, [model.sources.get(task) for model in models])
 
 
 def build_task_tables(models: list[ModelResults]) -> dict[str, TaskTable]:
-    """One table per task any model was scored on, in the order classification, segmentation, regression."""
+    """One table per task any model was scored on, in the task table's order (classification, segmentation,
+    regression)."""
     names = [model.name for model in models]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from fomo_nn.evaluation.masks import check_same_grid, read_mask
 from fomo_nn.evaluation.policies import (DEFAULT_EMPTY_PAIR, MISSING_MASK_SCORE, MISSING_PROBABILITY, MISSING_RULES,
                                          check_empty_pair, missing_regression_value, policy_record)
 from fomo_nn.evaluation.summary import EvaluationSummary
-from fomo_nn.evaluation.task_metrics import check_task
+from fomo_nn.evaluation.task_metrics import task_evaluation
 from fomo_nn.io.errors import BadInputError
 
 DEFAULT_NSD_TOLERANCE_MM = 1.0  # Yucca's, which the FOMO25 baseline evaluator uses (metrics module docstring)
@@ -137,13 +138,33 @@ def evaluate_regression(reference, prediction) -> EvaluationSummary:
                              str(reference), str(prediction), policies=policy_record("regression"))
 
 
+@dataclass(frozen=True)
+class ScoringOptions:
+    """fomo_nn_evaluate's options; each task's scorer reads the ones that concern it."""
+
+    nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
+    positive_class: float | None = None
+    progress: bool = True
+    empty_pair: str = DEFAULT_EMPTY_PAIR
+
+
+# Each task's scorer (task kinds' evaluation.score hook, fomo_nn.tasks).
+def score_classification(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
+    return evaluate_classification(reference, prediction, options.positive_class)
+
+
+def score_segmentation(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
+    return evaluate_segmentation(reference, prediction, options.nsd_tolerance_mm, options.progress, options.empty_pair)
+
+
+def score_regression(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
+    return evaluate_regression(reference, prediction)
+
+
 def evaluate(task: str, reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
              positive_class=None, progress: bool = True, empty_pair: str = DEFAULT_EMPTY_PAIR) -> EvaluationSummary:
     """Score PRED against REF for one task (see case_files for the accepted layouts)."""
-    check_task(task)
+    evaluation = task_evaluation(task)
     check_empty_pair(empty_pair)
-    if task == "classification":
-        return evaluate_classification(reference, prediction, positive_class)
-    if task == "segmentation":
-        return evaluate_segmentation(reference, prediction, nsd_tolerance_mm, progress, empty_pair)
-    return evaluate_regression(reference, prediction)
+    options = ScoringOptions(nsd_tolerance_mm, positive_class, progress, empty_pair)
+    return evaluation.hook("score")(reference, prediction, options)

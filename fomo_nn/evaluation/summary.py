@@ -15,16 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fomo_nn.evaluation.policies import EMPTY_PAIR_POLICIES
-from fomo_nn.evaluation.task_metrics import TASKS
+from fomo_nn.evaluation.task_metrics import TASKS, task_evaluation
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import read_json, write_json_atomic
 
 SUMMARY_FORMAT = "fomo_nn_evaluation_summary"
-PER_CASE_FIELDS = {
-    "classification": ("label", "probability"),
-    "segmentation": ("dice", "nsd"),
-    "regression": ("target", "prediction"),
-}
 
 
 @dataclass
@@ -51,7 +46,7 @@ class EvaluationSummary:
         data = asdict(self)
         data["num_cases"] = len(self.per_case)
         data["num_missing"] = len(self.missing_cases)
-        if self.task == "segmentation":
+        if task_evaluation(self.task).masks:
             data["num_excluded"] = sum(record["dice"] is None for record in self.per_case)
         return data
 
@@ -67,14 +62,15 @@ def summary_from_dict(data: dict, source: str | Path) -> EvaluationSummary:
     per_case = data.get("per_case")
     if not isinstance(per_case, list) or not per_case:
         raise BadInputError(source, "has no per_case records")
-    needed = ("case_id",) + PER_CASE_FIELDS[task]
+    evaluation = task_evaluation(task)
+    needed = ("case_id",) + evaluation.per_case_fields
     for index, record in enumerate(per_case):
         absent = [key for key in needed if not isinstance(record, dict) or key not in record]
         if absent:
             raise BadInputError(source, f"per_case[{index}] lacks {', '.join(absent)}")
     known = {name for name in EvaluationSummary.__dataclass_fields__}
     summary = EvaluationSummary(**{key: value for key, value in data.items() if key in known})
-    if task == "segmentation":
+    if evaluation.masks:
         if summary.empty_pair is None:
             summary.empty_pair = "score"  # summaries written before the option scored two empty masks 1
         if summary.empty_pair not in EMPTY_PAIR_POLICIES:

@@ -25,6 +25,7 @@ from torch import nn
 from fomo_nn.inference.sliding_window import sliding_window_dense, sliding_window_tiles
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
+from fomo_nn.tasks import task_kind
 from fomo_nn.training import checkpoint
 
 AGGREGATIONS = ("mean", "median")
@@ -81,24 +82,40 @@ def predict_preprocessed(network: nn.Module, data, plans: Plans, task_type: str 
                          batch_size: int | None = None, aggregation: str = "mean"):
     """Prediction for one preprocessed case (see the module docstring for what each task returns).
 
-    `network` must already live on `device`. `data` is a numpy array or tensor (C, X, Y, Z).
+    `network` must already live on `device`. `data` is a numpy array or tensor (C, X, Y, Z). The
+    task kind's ``predict`` hook (fomo_nn.tasks) says which of the functions below runs.
     """
-    task_type = task_type or plans.task_type
+    kind = task_kind(task_type or plans.task_type)
+    if kind.predict is None:
+        raise ValueError(f"no case prediction for task type {kind.name!r}")
     data = torch.from_numpy(np.array(data, dtype=np.float32)) if isinstance(data, np.ndarray) else torch.as_tensor(data)
     if data.dim() != 4 or data.shape[0] != plans.num_input_channels:
         raise ValueError(f"expected preprocessed data ({plans.num_input_channels}, X, Y, Z) for channels "
                          f"{plans.channel_names}, got {tuple(data.shape)}")
     window = dict(step=step, mirror=tta, batch_size=batch_size, device=device)
     with evaluation_mode(network):
-        if task_type == "segmentation":
-            logits = sliding_window_dense(network, data, plans.patch_size, plans.num_segmentation_heads, **window)
-            return torch.softmax(logits, dim=0).numpy()
-        outputs, _ = sliding_window_tiles(network, data, plans.patch_size, **window)
-    if task_type == "classification":
-        return torch.softmax(outputs, dim=1).mean(dim=0).numpy()
-    if task_type == "regression":
-        return regression_value(outputs, target_normalization, aggregation)
-    raise ValueError(f"no case prediction for task type {task_type!r}")
+        return kind.hook("predict")(network, data, plans, window, target_normalization, aggregation)
+
+
+def voxel_class_probabilities(network: nn.Module, data: torch.Tensor, plans: Plans, window: dict,
+                              target_normalization=None, aggregation: str = "mean") -> np.ndarray:
+    """(K, X, Y, Z): softmax of the Gaussian-weighted sliding-window logits."""
+    logits = sliding_window_dense(network, data, plans.patch_size, plans.num_segmentation_heads, **window)
+    return torch.softmax(logits, dim=0).numpy()
+
+
+def case_class_probabilities(network: nn.Module, data: torch.Tensor, plans: Plans, window: dict,
+                             target_normalization=None, aggregation: str = "mean") -> np.ndarray:
+    """(K,): every tile's softmax, averaged over the tiles."""
+    outputs, _ = sliding_window_tiles(network, data, plans.patch_size, **window)
+    return torch.softmax(outputs, dim=1).mean(dim=0).numpy()
+
+
+def case_value(network: nn.Module, data: torch.Tensor, plans: Plans, window: dict,
+               target_normalization=None, aggregation: str = "mean") -> float:
+    """The value in the target's unit, from the de-normalised tile outputs."""
+    outputs, _ = sliding_window_tiles(network, data, plans.patch_size, **window)
+    return regression_value(outputs, target_normalization, aggregation)
 
 
 def regression_value(tile_outputs: torch.Tensor, target_normalization, aggregation: str = "mean") -> float:

@@ -22,6 +22,7 @@ from fomo_nn.io import ImageProperties, write_image
 from fomo_nn.io.image_io import NIFTI_ENDINGS, ras_to_original
 from fomo_nn.plans import Plans
 from fomo_nn.preprocessing.case_preprocessing import restore_to_original
+from fomo_nn.tasks import CASE_CLASS, VOXELS, task_kind
 from fomo_nn.utils.files import write_atomically, write_text_atomic
 
 CSV_NAME = "predictions.csv"
@@ -57,10 +58,21 @@ class CaseOutputs:
 
 
 def case_outputs(output_dir: Path, case_id: str, task_type: str, ending: str, save_probabilities: bool) -> CaseOutputs:
-    if task_type == "segmentation":
+    if task_kind(task_type).target == VOXELS:
         return CaseOutputs(output_dir / f"{case_id}{ending}",
                            output_dir / f"{case_id}.npz" if save_probabilities else None)
     return CaseOutputs(output_dir / f"{case_id}.txt")
+
+
+def export_case(prediction, case_id: str, properties: dict, plans: Plans, outputs: CaseOutputs) -> dict | None:
+    """Write one case's prediction as its task kind says (fomo_nn.tasks: the ``export`` hook); the
+    predictions.csv row for case targets, else None."""
+    return task_kind(plans.task_type).hook("export")(prediction, case_id, properties, plans, outputs)
+
+
+def writes_csv(plans: Plans) -> bool:
+    """Case targets are also listed in predictions.csv, one row per case."""
+    return task_kind(plans.task_type).case_target
 
 
 # ----------------------------------------------------------------------------------------- segmentation
@@ -94,6 +106,10 @@ def mask_from_probabilities(probabilities: np.ndarray, values: list[int]) -> np.
 
 def write_npz_atomic(path: Path, **arrays) -> None:
     write_atomically(path, lambda temp: np.savez_compressed(temp, **arrays), ".npz")
+
+
+def export_segmentation_case(probabilities, case_id: str, properties: dict, plans: Plans, outputs: CaseOutputs) -> None:
+    export_segmentation(probabilities, properties, plans, outputs)
 
 
 def export_segmentation(probabilities: np.ndarray, properties: dict, plans: Plans, outputs: CaseOutputs) -> None:
@@ -140,13 +156,23 @@ def export_classification(probabilities, case_id: str, plans: Plans, outputs: Ca
     return classification_row(case_id, probabilities, plans)
 
 
+def export_classification_case(probabilities, case_id: str, properties: dict, plans: Plans,
+                               outputs: CaseOutputs) -> dict:
+    return export_classification(probabilities, case_id, plans, outputs)
+
+
+def export_regression_case(value: float, case_id: str, properties: dict, plans: Plans, outputs: CaseOutputs) -> dict:
+    return export_regression(value, case_id, outputs)
+
+
 def export_regression(value: float, case_id: str, outputs: CaseOutputs) -> dict:
     write_text_atomic(outputs.primary, format_value(value) + "\n")
     return {"case_id": case_id, "value": format_value(value)}
 
 
 def csv_header(plans: Plans) -> list[str]:
-    if plans.task_type == "classification":
+    """case_id, value and, for class targets, one probability column per class."""
+    if task_kind(plans.task_type).target == CASE_CLASS:
         return ["case_id", "value", *class_columns(plans)]
     return ["case_id", "value"]
 

@@ -19,9 +19,9 @@ from fomo_nn import paths
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.inference.case_prediction import TrainedModel, load_trained_model
 from fomo_nn.plans.records import PLANS_FILE, Plans, load_plans
+from fomo_nn.tasks import CASE_VALUE, TASK_KINDS, find_task_kind
 
 CHECKPOINT_CHOICES = ("final", "best")
-DEFAULT_TRAINERS = ("segmentation", "classification", "regression")
 DEFAULT_CONFIGURATION = "3d_fullres"
 # Plans fields that decide how a case is preprocessed and how outputs are read: every fold must agree.
 PREPROCESSING_FIELDS = ("task_type", "channel_names", "target_spacing", "normalization", "labels", "classes",
@@ -128,7 +128,8 @@ def model_folder_from_dataset(dataset, trainer: str | None = None, plans_name: s
         if tag is None or (parsed.tag or "").lower() == tag.lower():  # no --tag: any, the untagged preferred below
             candidates.append((folder, parsed))
     if len(candidates) > 1 and trainer is None:
-        candidates = [c for c in candidates if c[1].trainer in DEFAULT_TRAINERS] or candidates
+        defaults = {kind.default_trainer for kind in TASK_KINDS.values() if kind.predict}
+        candidates = [c for c in candidates if c[1].trainer in defaults] or candidates
     if len(candidates) > 1 and tag is None:
         candidates = [c for c in candidates if c[1].tag is None] or candidates
     if not candidates:
@@ -180,10 +181,11 @@ def find_checkpoints(model_dir: str | Path, folds=None, checkpoint: str = "final
 def load_fold(fold: str, path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
     """One fold's network rebuilt from its checkpoint's plans, in eval mode on `device`."""
     model = load_trained_model(path, device)
-    if model.plans.task_type not in DEFAULT_TRAINERS:
+    kind = find_task_kind(model.plans.task_type)
+    if kind is None or kind.predict is None:
         raise BadInputError(path, f"a {model.plans.task_type} checkpoint cannot predict (pretraining checkpoints "
                                   "are finetuned first with fomo_nn_train)")
-    if model.plans.task_type == "regression" and model.target_normalization is None:
+    if kind.target == CASE_VALUE and model.target_normalization is None:
         raise BadInputError(path, "regression checkpoint lacks extra['target_normalization'] (mean/std of the "
                                   "training targets), so its outputs cannot be put back into the target's unit")
     model.network.eval()

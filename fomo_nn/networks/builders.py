@@ -1,4 +1,4 @@
-"""Build the network a Plans asks for: finetuning by task type, pretraining by method.
+"""Build the network a Plans asks for: finetuning by task kind (fomo_nn.tasks), pretraining by method.
 
 Optional model settings come from ``plans.method`` (finetuning: ``pool``, ``deep_supervision``,
 ``fusion_weighting``), so they can be edited in plans.json.
@@ -12,6 +12,7 @@ from fomo_nn.networks.finetuning import DEFAULT_POOL, ClassificationNet, PooledH
 from fomo_nn.networks.pretraining import EmbeddingNet, HybridNet, MAENet
 from fomo_nn.networks.vae import VAEHybridNet
 from fomo_nn.plans.records import PLANS_FILE, Plans
+from fomo_nn.tasks import task_kind
 
 ARCHITECTURES = {cls.__name__: cls for cls in (SegmentationNet, PooledHeadNet, ClassificationNet, RegressionNet,
                                                 MAENet, HybridNet, EmbeddingNet, VAEHybridNet)}
@@ -34,38 +35,52 @@ def _plans_error(plans: Plans, problem: str) -> BadInputError:
 
 
 def build_finetuning_network(plans: Plans, **overrides) -> nn.Module:
-    """SegmentationNet / ClassificationNet / RegressionNet for ``plans.task_type``.
+    """The finetuning network ``plans.task_type``'s kind builds (fomo_nn.tasks: its ``network`` hook).
 
     Channels = len(plans.channel_names); fusion = plans.network.fusion. ``overrides`` replace
     settings from ``plans.method`` (e.g. deep_supervision=True).
     """
-    settings = {**plans.method, **overrides}
     net = plans.network
     channels = plans.num_input_channels
     if net.fusion == "none" and net.input_channels != channels:
         raise _plans_error(plans, f"network.input_channels is {net.input_channels} but the dataset has {channels} "
                                   f"channels {plans.channel_names} and fusion is 'none'; set fusion to "
                                   "'stem_expansion' or 'shared_encoder', or input_channels to the channel count")
-    weighting = settings.get("fusion_weighting")
-    if plans.task_type == "segmentation":
-        common = {"fusion": net.fusion, "fusion_weighting": weighting or "conv"}
-        if not plans.labels or len(plans.labels) < 2:
-            raise _plans_error(plans, f"segmentation needs labels with background and >= 1 foreground, got {plans.labels}")
-        return SegmentationNet(net, channels, len(plans.labels),
-                               deep_supervision=bool(settings.get("deep_supervision", False)), **common)
+    kind = task_kind(plans.task_type)
+    if kind.network is None:
+        raise _plans_error(plans, f"task_type {plans.task_type!r} has no finetuning network "
+                                  "(pretraining datasets use build_pretraining_network)")
+    return kind.hook("network")(plans, {**plans.method, **overrides})
+
+
+def segmentation_network(plans: Plans, settings: dict) -> SegmentationNet:
+    """A U-Net decoder on the encoder, one output per label."""
+    if not plans.labels or len(plans.labels) < 2:
+        raise _plans_error(plans, f"segmentation needs labels with background and >= 1 foreground, got {plans.labels}")
+    return SegmentationNet(plans.network, plans.num_input_channels, len(plans.labels),
+                           deep_supervision=bool(settings.get("deep_supervision", False)), fusion=plans.network.fusion,
+                           fusion_weighting=settings.get("fusion_weighting") or "conv")
+
+
+def _pooled_head(settings: dict, plans: Plans) -> dict:
     # every stage pooled (FOMO2JOMO's multi-scale idea): instance norm leaves the pooled bottleneck
     # alone nearly constant across scans, which starves few-shot classification/regression heads;
     # per-sequence passes keep their pooled features side by side ("concat")
-    pooled = {"pool": settings.get("pool", DEFAULT_POOL), "dropout": settings.get("head_dropout"),
-              "fusion": net.fusion, "fusion_weighting": weighting or "concat"}
-    if plans.task_type == "classification":
-        if not plans.classes or len(plans.classes) < 2:
-            raise _plans_error(plans, f"classification needs >= 2 classes, got {plans.classes}")
-        return ClassificationNet(net, channels, len(plans.classes), **pooled)
-    if plans.task_type == "regression":
-        return RegressionNet(net, channels, **pooled)
-    raise _plans_error(plans, f"task_type {plans.task_type!r} has no finetuning network "
-                              "(pretraining datasets use build_pretraining_network)")
+    return {"pool": settings.get("pool", DEFAULT_POOL), "dropout": settings.get("head_dropout"),
+            "fusion": plans.network.fusion, "fusion_weighting": settings.get("fusion_weighting") or "concat"}
+
+
+def classification_network(plans: Plans, settings: dict) -> ClassificationNet:
+    """A pooled head on the encoder, one logit per class."""
+    if not plans.classes or len(plans.classes) < 2:
+        raise _plans_error(plans, f"classification needs >= 2 classes, got {plans.classes}")
+    return ClassificationNet(plans.network, plans.num_input_channels, len(plans.classes),
+                             **_pooled_head(settings, plans))
+
+
+def regression_network(plans: Plans, settings: dict) -> RegressionNet:
+    """A pooled head on the encoder, one value."""
+    return RegressionNet(plans.network, plans.num_input_channels, **_pooled_head(settings, plans))
 
 
 def architecture_options(method: str, method_kwargs: dict) -> dict:

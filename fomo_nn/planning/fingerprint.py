@@ -24,6 +24,7 @@ from fomo_nn.preprocessing.case_reading import read_case_images
 from fomo_nn.preprocessing.crop import bounding_box, box_shape, nonzero_mask
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases
 from fomo_nn.preprocessing.parallel import run_parallel
+from fomo_nn.tasks import CASE_CLASS, CASE_VALUE, VOXELS, task_kind
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 FINGERPRINT_VERSION = 1
@@ -101,10 +102,11 @@ def corpus_counts(cases: list[Case]) -> dict:
 
 def target_summary(spec: DatasetSpec, cases: list[Case]) -> dict | None:
     targets = [case.target for case in cases if case.target is not None]
-    if spec.task_type == "classification":
+    target = task_kind(spec.task_type).target
+    if target == CASE_CLASS:
         counts = Counter(int(t) for t in targets)
         return {"cases_per_class": {str(k): counts.get(int(k), 0) for k in sorted(spec.classes, key=int)}}
-    if spec.task_type == "regression":
+    if target == CASE_VALUE:
         return {**_summary(targets), "std": float(np.std(targets)) if targets else 0.0, "count": len(targets)}
     return None
 
@@ -135,7 +137,8 @@ def aggregate_fingerprint(spec: DatasetSpec, cases: list[Case], records: list[di
                           problems: list[CaseProblem]) -> dict:
     """Combine per-case records into the JSON-able dataset fingerprint."""
     records = sorted(records, key=lambda r: r["case_id"])
-    channels = spec.channels if spec.task_type != "pretraining" else ["mri"]
+    kind = task_kind(spec.task_type)
+    channels = ["mri"] if kind.corpus else spec.channels
     intensities = {}
     for channel in range(len(channels)):
         samples = [r["samples"][channel] for r in records]
@@ -149,9 +152,9 @@ def aggregate_fingerprint(spec: DatasetSpec, cases: list[Case], records: list[di
         "median_relative_size_after_crop": float(np.median([r["relative_size_after_crop"] for r in records]))
         if records else 1.0,
         "foreground_intensity_properties_per_channel": intensities,
-        "labels": label_summary(records) if spec.task_type == "segmentation" else None,
+        "labels": label_summary(records) if kind.target == VOXELS else None,
         "targets": target_summary(spec, [c for c in cases if c.case_id in good_ids]),
-        "corpus": corpus_counts(cases) if spec.task_type == "pretraining" else None,
+        "corpus": corpus_counts(cases) if kind.corpus else None,
         "bad_cases": [vars(p) for p in problems],
     }
     return fingerprint
@@ -164,9 +167,10 @@ def extract_fingerprint(raw_dir: str | Path, num_workers: int = 1, max_cases: in
     `max_cases`: read at most this many cases (None: all; pretraining corpora default to 1,000).
     """
     spec, cases, problems = dataset_cases(raw_dir)
-    if max_cases is None and spec.task_type == "pretraining":
+    kind = task_kind(spec.task_type)
+    if max_cases is None and kind.corpus:
         max_cases = DEFAULT_CORPUS_CASES_READ
-    label_values = sorted(int(v) for v in spec.labels.values()) if spec.task_type == "segmentation" else None
+    label_values = sorted(int(v) for v in spec.labels.values()) if kind.target == VOXELS else None
     jobs = [_Job(case, label_values) for case in cases_to_read(cases, max_cases)]
     records = []
     for _, result in run_parallel(fingerprint_case, jobs, [j.case.case_id for j in jobs], num_workers,

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fomo_nn.datasets.dataset_json import DatasetSpec
-from fomo_nn.planning.family_defaults import augmentation_preset, default_training_plan, task_family
+from fomo_nn.planning.family_defaults import augmentation_preset, default_training_plan
 from fomo_nn.planning.sizing import SizingOptions, plan_sizing
 from fomo_nn.planning.target_spacing import determine_target_spacing
 from fomo_nn.plans.records import FUSION_MODES, Plans
 from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, check_scheme, default_normalization
+from fomo_nn.tasks import task_kind
 
 SKULL_STRIPPED_RELATIVE_SIZE = 0.75  # nnU-Net: cropping removes > 25 % of the volume -> background is 0
 
@@ -49,7 +50,7 @@ def median_resampled_shape(spacings: np.ndarray, shapes: np.ndarray, target_spac
 
 def input_handling(spec: DatasetSpec, fusion: str) -> tuple[list[str], int, str, int]:
     """(channel names, encoder input channels, fusion, encoder passes per sample)."""
-    if spec.task_type == "pretraining":
+    if task_kind(spec.task_type).corpus:
         return spec.channels[:1], 1, "none", 1
     return (spec.channels, *channel_handling(len(spec.channels), fusion))
 
@@ -73,17 +74,14 @@ def with_fusion(plans: Plans, fusion: str) -> Plans:
 
 
 def output_channels(spec: DatasetSpec) -> int:
-    if spec.task_type == "segmentation":
-        return len(spec.labels)
-    if spec.task_type == "classification":
-        return len(spec.classes)
-    return 1
+    return task_kind(spec.task_type).output_channels(spec)
 
 
 def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: PlannerOptions | None = None,
                           dataset_name: str | None = None) -> Plans:
     """The dataset-alone plans (no pretrained model to follow)."""
     options = options or PlannerOptions()
+    kind = task_kind(spec.task_type)
     spacings, shapes = case_arrays(fingerprint)
     if options.target_spacing is not None:
         target_spacing = [float(s) for s in options.target_spacing]
@@ -96,13 +94,13 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
     dataset_voxels = float(np.prod(median_shape)) * num_cases
     sizing = plan_sizing(target_spacing, median_shape, options.sizing, input_channels, output_channels(spec),
                          dataset_voxels, fusion, passes)
-    family = task_family(spec.task_type, options.pretraining_family)
+    family = kind.augmentation_family(options.pretraining_family)
     notes = [f"target spacing: {spacing_reason}", *sizing.notes,
              f"network: {options.sizing.encoder} U-Net, features {sizing.network.features_per_stage}",
              _input_note(spec, channels, input_channels, fusion),
              _normalization_note(fingerprint, options.normalization), f"augmentation preset: {family}",
              f"training recipe: {spec.task_type} defaults (see fomo_nn.planning.family_defaults)"]
-    auxiliary = spec.auxiliary_labels if spec.task_type in ("classification", "regression") else None
+    auxiliary = spec.auxiliary_labels if kind.auxiliary_masks else None
     if auxiliary:
         notes.append(f"auxiliary labels {auxiliary}: every case's mask is preprocessed label-safely into "
                      "CASE_seg.npy (for auxiliary losses; the prediction target stays the case's value)")
@@ -114,12 +112,12 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
         training=default_training_plan(spec.task_type), augmentation=augmentation_preset(family),
         augmentation_family=family, method={},
         labels=spec.labels, classes=spec.classes, target=spec.target, auxiliary_labels=auxiliary,
-        foreground_oversampling=0.33 if spec.task_type == "segmentation" else 0.0,
+        foreground_oversampling=kind.foreground_oversampling,
         plans_name=options.plans_name, notes=notes)
 
 
 def _input_note(spec: DatasetSpec, channels, input_channels: int, fusion: str) -> str:
-    if spec.task_type == "pretraining":
+    if task_kind(spec.task_type).corpus:
         return "input: every image is its own single-channel sample (subject/session kept for pair sampling)"
     if fusion == "none":
         return f"input: {len(channels)} channel(s) {channels} stacked into the stem"

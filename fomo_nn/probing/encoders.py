@@ -19,6 +19,7 @@ from fomo_nn.networks import build_encoder, load_encoder_weights
 from fomo_nn.networks.encoders import as_network_plan, encoder_in_channels
 from fomo_nn.plans import Plans
 from fomo_nn.plans.records import NetworkPlan
+from fomo_nn.tasks import find_task_kind
 from fomo_nn.training.checkpoint import load_checkpoint, task_type_of
 from fomo_nn.training.finetuning.pretrained import pretrained_network_plan, pretrained_state_dict
 
@@ -67,7 +68,10 @@ def random_encoder(plans: Plans, seed: int = 0) -> FrozenEncoder:
 
 
 def _is_finetuned(state: dict) -> bool:
-    return task_type_of(state) not in (None, "pretraining")
+    """A checkpoint with plans of a supervised task (or of one this version does not know)."""
+    task = task_type_of(state)
+    kind = find_task_kind(task)
+    return task is not None and (kind is None or kind.supervised)
 
 
 def load_frozen_encoder(source: str, plans: Plans | None = None) -> FrozenEncoder:

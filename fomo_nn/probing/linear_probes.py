@@ -18,24 +18,37 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fomo_nn.tasks import CASE_CLASS, task_kind, task_names
+
 PROBE_MODELS = ("linear", "knn")
-TASK_TYPES = ("classification", "regression")
 LOGISTIC_C = np.logspace(-4, 2, 13)
 RIDGE_ALPHAS = np.logspace(-2, 5, 22)
 MAX_FOLDS = 5
 
 
-def _check(task_type: str, model: str) -> None:
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"probes score {TASK_TYPES} tasks, not {task_type!r}")
+def probed_task_types() -> tuple[str, ...]:
+    """The task types with probe metrics (fomo_nn.tasks): those with one class or value per case."""
+    return task_names(lambda kind: bool(kind.probe_metrics))
+
+
+def predicts_classes(task_type: str) -> bool:
+    """Whether a probe of `task_type` predicts a class (else a value); ValueError for a task probes do not score."""
+    if task_type not in probed_task_types():
+        raise ValueError(f"probes score {probed_task_types()} tasks, not {task_type!r}")
+    return task_kind(task_type).target == CASE_CLASS
+
+
+def _check(task_type: str, model: str) -> bool:
+    classes = predicts_classes(task_type)
     if model not in PROBE_MODELS:
         raise ValueError(f"probe model {model!r} is not one of {PROBE_MODELS}")
+    return classes
 
 
-def _inner_folds(task_type: str, targets: np.ndarray, groups, seed: int):
+def _inner_folds(classes: bool, targets: np.ndarray, groups, seed: int):
     """Folds that choose the penalty: stratified for classes, and grouped when a case gives several rows
     (several patches of one scan must not sit on both sides, or the penalty is chosen to memorise)."""
-    if task_type == "classification":
+    if classes:
         minority = int(np.bincount(targets.astype(int)).min())
         count = max(2, min(MAX_FOLDS, minority))
         if groups is None:
@@ -49,14 +62,14 @@ def _inner_folds(task_type: str, targets: np.ndarray, groups, seed: int):
 
 def make_estimator(task_type: str, model: str, targets: np.ndarray, seed: int = 0, groups=None):
     """An unfitted scikit-learn pipeline for `targets` (its size sets k and the inner folds)."""
-    _check(task_type, model)
+    classes = _check(task_type, model)
     n = len(targets)
     if model == "knn":
         k = max(1, min(5, n - 1))
-        knn = KNeighborsClassifier if task_type == "classification" else KNeighborsRegressor
+        knn = KNeighborsClassifier if classes else KNeighborsRegressor
         return make_pipeline(StandardScaler(), knn(n_neighbors=k, weights="distance"))
-    folds = _inner_folds(task_type, np.asarray(targets), groups, seed)
-    if task_type == "regression":
+    folds = _inner_folds(classes, np.asarray(targets), groups, seed)
+    if not classes:
         return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS, cv=folds))
     return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=LOGISTIC_C, cv=folds, scoring="neg_log_loss",
                                                                 class_weight="balanced", max_iter=5000))
@@ -65,10 +78,10 @@ def make_estimator(task_type: str, model: str, targets: np.ndarray, seed: int = 
 def fit_probe(task_type: str, model: str, features: np.ndarray, targets, seed: int = 0, groups=None):
     """Fit on (N, D) features; `groups` (N,) names the case of each row when a case gives several rows."""
     targets = np.asarray(targets, dtype=float)
-    if task_type == "classification":
+    if predicts_classes(task_type):
         classes = np.unique(targets)
         if len(classes) < 2:
-            raise ValueError(f"classification probes need two classes in the training cases, found {classes.tolist()}")
+            raise ValueError(f"{task_type} probes need two classes in the training cases, found {classes.tolist()}")
         targets = targets.astype(int)
     estimator = make_estimator(task_type, model, targets, seed, None if groups is None else np.asarray(groups))
     with warnings.catch_warnings():
@@ -78,8 +91,8 @@ def fit_probe(task_type: str, model: str, features: np.ndarray, targets, seed: i
 
 
 def probe_scores(estimator, task_type: str, features: np.ndarray) -> np.ndarray:
-    """Probability of class 1 (classification) or the predicted value (regression)."""
-    if task_type == "classification":
+    """Probability of class 1 (class targets) or the predicted value (value targets)."""
+    if predicts_classes(task_type):
         return estimator.predict_proba(features)[:, list(estimator.classes_).index(1)]
     return estimator.predict(features).astype(float)
 
@@ -88,7 +101,7 @@ def cross_validated_scores(task_type: str, model: str, features: np.ndarray, tar
                            folds: int = MAX_FOLDS) -> np.ndarray:
     """Out-of-fold scores for every training case (in-domain quality, e.g. the online probe)."""
     targets = np.asarray(targets, dtype=float)
-    if task_type == "classification":
+    if predicts_classes(task_type):
         minority = int(np.bincount(targets.astype(int)).min())
         splitter = StratifiedKFold(max(2, min(folds, minority)), shuffle=True, random_state=seed)
         splits = splitter.split(features, targets.astype(int))

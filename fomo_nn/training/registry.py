@@ -5,9 +5,9 @@ the list of modules that ship with fomo_nn, in one place a reader can see.
 """
 from __future__ import annotations
 
+from fomo_nn.tasks import task_kind
+
 _TRAINERS: dict[str, type] = {}
-DEFAULT_TRAINERS = {"pretraining": "mae", "classification": "classification", "segmentation": "segmentation",
-                    "regression": "regression"}
 
 
 def register_trainer(cls):
@@ -33,8 +33,8 @@ def get_trainer(name: str):
 
 
 def trainer_for(task_type: str, name: str | None = None):
-    """The trainer named by -tr, or the default for the dataset's task type; checks they fit."""
-    cls = get_trainer(name or DEFAULT_TRAINERS[task_type])
+    """The trainer named by -tr, or the default of the dataset's task kind (fomo_nn.tasks); checks they fit."""
+    cls = get_trainer(name or task_kind(task_type).default_trainer)
     if task_type not in cls.task_types:
         raise ValueError(f"trainer {cls.name!r} trains {', '.join(cls.task_types)} datasets, "
                          f"but this dataset is {task_type}")

@@ -20,17 +20,18 @@ from torch import nn
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import EncoderMismatchError, load_encoder_weights
 from fomo_nn.networks.adaptation import AdaptationRecord
+from fomo_nn.tasks import find_task_kind, task_kind
 from fomo_nn.training.checkpoint import ENCODER, NETWORK, TRAINER, adaptation_entry, load_checkpoint, plans_entry, task_type_of
 
 TOPOLOGY_FIELDS = ("encoder", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
 REPORT_FILE = "pretrained_weights_report.json"
-SUPERVISED_TASKS = ("classification", "segmentation", "regression")
 
 
 def supervised_source(state: dict) -> dict | None:
     """{'task', 'trainer'} when the checkpoint is a finetuned (supervised) model, else None."""
     task = task_type_of(state)
-    if task not in SUPERVISED_TASKS:
+    kind = find_task_kind(task)
+    if kind is None or not kind.supervised:
         return None
     return {"task": task, "trainer": state.get(TRAINER)}
 
@@ -129,7 +130,7 @@ def describe_report(report: dict) -> str:
     if source:
         text += (f"\n[fomo_nn] note: {report['checkpoint']} is a supervised {source['task']} checkpoint (trainer "
                  f"{source['trainer']!r}), not a pretraining one: its encoder is used, its "
-                 f"{'decoder' if source['task'] == 'segmentation' else 'head'} is not")
+                 f"{task_kind(source['task']).head_name} is not")
     if report.get("hint"):
         text += f"\n[fomo_nn] warning: {report['hint']}"
     return "[fomo_nn] " + text

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.tasks import task_kind
 from fomo_nn.utils.files import read_json, write_json_atomic
 
 SPLITS_FILE = "splits_final.json"
@@ -94,7 +95,8 @@ def check_every_fold_has_every_class(splits: list[dict], label_of: dict, strata:
 
 
 def _case_strata(cases, task_type: str) -> list | None:
-    if task_type != "classification":
+    """Each case's class where the task kind stratifies its folds (None: it does not)."""
+    if not task_kind(task_type).stratified_splits:
         return None
     labels = []
     for case in cases:
@@ -126,7 +128,8 @@ def load_or_create_splits(preprocessed_dir: str | Path, cases, task_type: str, w
     if write:
         write_json_atomic(path, splits)
         print(f"[fomo_nn] wrote {len(splits)}-fold splits (seed {SPLIT_SEED}, grouped by subject"
-              f"{', stratified by class' if task_type == 'classification' else ''}) to {path}", file=sys.stderr)
+              f"{', stratified by class' if task_kind(task_type).stratified_splits else ''}) to {path}",
+              file=sys.stderr)
     return splits
 
 
