@@ -15,6 +15,7 @@ from pathlib import Path
 from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.number_file import read_number_file
+from fomo_nn.tasks import CASE_CLASS, CASE_VALUE, VOXELS
 
 
 @dataclass
@@ -99,19 +100,20 @@ def _make_case(case_id: str, channels: dict[int, Path], labels_dir: Path, spec: 
                 subject=spec.case_subjects.get(case_id))
     if split == "Ts" and not labels_dir.is_dir():
         return case
-    if spec.task_type == "segmentation":
+    target = spec.kind.target
+    if target == VOXELS:
         label = labels_dir / f"{case_id}{spec.file_ending}"
         if not label.is_file():
             raise BadInputError(label, f"segmentation of case {case_id} is missing")
         case.label_file = str(label)
-    elif spec.task_type in ("classification", "regression"):
+    elif spec.kind.case_target:
         label = labels_dir / f"{case_id}.txt"
         if not label.is_file():
             raise BadInputError(label, f"target of case {case_id} is missing")
         case.label_file = str(label)
         case.target = read_target_txt(label, (-REGRESSION_TARGET_LIMIT, REGRESSION_TARGET_LIMIT)
-                                      if spec.task_type == "regression" else None)
-        if spec.task_type == "classification" and (case.target not in spec.class_values or case.target % 1):
+                                      if target == CASE_VALUE else None)
+        if target == CASE_CLASS and (case.target not in spec.class_values or case.target % 1):
             raise BadInputError(label, f"class {case.target:g} is not one of {spec.class_values}")
         if spec.auxiliary_labels is not None:
             mask = labels_dir / f"{case_id}{spec.file_ending}"
@@ -128,7 +130,7 @@ def list_cases(dataset_dir: str | Path, spec: DatasetSpec | None = None, strict:
     """Cases of any dataset: the manifest for pretraining corpora, imagesTr otherwise."""
     dataset_dir = Path(dataset_dir)
     spec = spec or load_dataset_json(dataset_dir)
-    if spec.task_type == "pretraining":
+    if spec.kind.corpus:
         from fomo_nn.datasets.manifest import load_manifest
 
         return load_manifest(dataset_dir).cases(), []

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
+from fomo_nn.tasks import CASE_CLASS, CASE_VALUE, VOXELS, TaskKind, task_kind, task_names
 
-TASK_TYPES = ("pretraining", "classification", "segmentation", "regression")
+TASK_TYPES = task_names()
 _KNOWN_KEYS = {"name", "task_type", "channel_names", "file_ending", "labels", "classes", "target", "numTraining",
                "case_subjects", "description", "auxiliary_labels"}
-AUXILIARY_TASK_TYPES = ("classification", "regression")
+AUXILIARY_TASK_TYPES = task_names(lambda kind: kind.auxiliary_masks)
 MAX_LABEL_VALUE = 127  # preprocessed masks are int8
 
 
@@ -48,13 +49,17 @@ class DatasetSpec:
         return len(self.channel_names)
 
     @property
+    def kind(self) -> TaskKind:
+        return task_kind(self.task_type)
+
+    @property
     def class_values(self) -> list[int]:
         return sorted(int(k) for k in (self.classes or {}))
 
     @property
     def voxel_label_values(self) -> list[int] | None:
         """Values a case's mask may hold: the segmentation labels or the auxiliary labels (None: no masks)."""
-        labels = self.labels if self.task_type == "segmentation" else self.auxiliary_labels
+        labels = self.labels if self.kind.target == VOXELS else self.auxiliary_labels
         return sorted(int(v) for v in labels.values()) if labels else None
 
     def to_json(self) -> dict:
@@ -166,25 +171,26 @@ def _check_label_map(labels, source, key: str) -> None:
 def _check_auxiliary_labels(spec: DatasetSpec, source) -> None:
     if spec.auxiliary_labels is None:
         return
-    if spec.task_type not in AUXILIARY_TASK_TYPES:
+    if not spec.kind.auxiliary_masks:
         raise BadInputError(source, f"auxiliary_labels is for {' and '.join(AUXILIARY_TASK_TYPES)} datasets; a "
                                     f"{spec.task_type} dataset declares its voxel labels in 'labels'")
     _check_label_map(spec.auxiliary_labels, source, "auxiliary_labels")
 
 
 def _check_targets(spec: DatasetSpec, source) -> None:
-    if spec.task_type == "segmentation":
+    target = spec.kind.target
+    if target == VOXELS:
         if not isinstance(spec.labels, dict) or "background" not in spec.labels:
             raise BadInputError(source, "a segmentation dataset needs labels with a 'background' entry")
         _check_label_map(spec.labels, source, "labels")
-    elif spec.task_type == "classification":
+    elif target == CASE_CLASS:
         if not isinstance(spec.classes, dict) or len(spec.classes) < 2:
             raise BadInputError(source, "a classification dataset needs classes with at least two entries")
         _check_index_keys(spec.classes, source, "classes")
-    elif spec.task_type == "regression":
+    elif target == CASE_VALUE:
         if not isinstance(spec.target, dict) or "name" not in spec.target:
             raise BadInputError(source, "a regression dataset needs target: {'name': ..., 'unit': ...}")
-    elif spec.task_type == "pretraining" and spec.num_channels != 1:
+    elif spec.kind.corpus and spec.num_channels != 1:
         raise BadInputError(source, "a pretraining corpus is single-channel per image (channel_names {'0': 'mri'})")
 
 

@@ -34,6 +34,7 @@ from fomo_nn.io import read_image
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.geometry import grid_difference, same_grid
 from fomo_nn.io.image_io import read_header
+from fomo_nn.tasks import VOXELS
 
 IMAGES_PER_TASK = 64  # header checks take milliseconds: batch them so 60K files are not 60K round trips
 
@@ -203,7 +204,7 @@ def validate_raw_dataset(dataset_dir: str | os.PathLike, check_images: bool = Tr
         spec = load_dataset_json(dataset_dir)
     except BadInputError as error:
         return [error]
-    if spec.task_type == "pretraining":
+    if spec.kind.corpus:
         return _validate_pretraining(dataset_dir, spec, check_images, num_processes, progress)
     if not (dataset_dir / "imagesTr").is_dir():
         return [BadInputError(dataset_dir / "imagesTr", "folder is missing")]
@@ -303,7 +304,7 @@ def _check_dataset_json_against_files(dataset_dir: Path, spec: DatasetSpec) -> l
 
 def label_endings(spec: DatasetSpec) -> tuple[str, ...]:
     """File endings of labelsTr entries: masks, targets, or targets plus auxiliary masks."""
-    if spec.task_type == "segmentation":
+    if spec.kind.target == VOXELS:
         return (spec.file_ending,)
     return (".txt", spec.file_ending) if spec.auxiliary_labels is not None else (".txt",)
 
@@ -316,7 +317,7 @@ def _validate_split(dataset_dir: Path, spec: DatasetSpec, split: str, check_imag
         cases, problems = list_supervised_cases(dataset_dir, spec, split=split, strict=False)
     except BadInputError as error:
         return [error]
-    jobs = [(case.image_files, case.label_file if spec.task_type == "segmentation" else case.mask_file,
+    jobs = [(case.image_files, case.label_file if spec.kind.target == VOXELS else case.mask_file,
              spec.voxel_label_values, check_images) for case in cases]
     keys = [case.case_id for case in cases]
     found = dict(run_parallel(_check_case_files, jobs, keys, num_processes, f"validating images{split}", progress))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fomo_nn.tasks import CASE_CLASS, task_kind
+
 IMAGE_FILE_ENDING = ".nii.gz"
 
 
@@ -40,7 +42,7 @@ class TaskRule:
     def label_kind(self) -> str:
         if self.label_stem == "seg":
             return "mask"
-        return "class" if self.task_type == "classification" else "value"
+        return "class" if task_kind(self.task_type).target == CASE_CLASS else "value"
 
     @property
     def label_file(self) -> str:

@@ -20,6 +20,7 @@ from fomo_nn.preprocessing.crop import bounding_box, box_shape, crop, nonzero_ma
 from fomo_nn.preprocessing.normalization import clip_to_scheme_range, normalize_channels
 from fomo_nn.preprocessing.resampling import (check_resampled_size, resample_channels, resample_labels,
                                               separate_z_axis)
+from fomo_nn.tasks import VOXELS, task_kind
 
 MAX_LOCATIONS_PER_LABEL = 10_000
 
@@ -36,7 +37,7 @@ def voxel_label_file(case, plans) -> str | None:
     Segmentation: the label file. Classification/regression with plans `auxiliary_labels`: the
     auxiliary mask, which must then exist (BadInputError naming where it was expected).
     """
-    if plans.task_type == "segmentation":
+    if task_kind(plans.task_type).target == VOXELS:
         return case.label_file
     if not plans.auxiliary_labels:
         return None
