@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fomo_nn.augmentation import default_augmentation_plan  # noqa: E402
 from fomo_nn.plans import NetworkPlan, NormalizationPlan, Plans, TrainingPlan, save_plans  # noqa: E402
+from fomo_nn.preprocessing.case_store import list_cases, preprocessing_signature, write_case  # noqa: E402
 from fomo_nn.training.base_trainer import TrainerOptions  # noqa: E402
 from fomo_nn.training.data.loader import make_loader  # noqa: E402
 from fomo_nn.training.registry import get_trainer  # noqa: E402
@@ -67,16 +68,16 @@ def write_corpus(root: Path, subjects: int, shape) -> Path:
     cases = folder / "3d_fullres"
     cases.mkdir(parents=True)
     rng = np.random.default_rng(0)
+    signature = preprocessing_signature(bench_plans(32, True, {}))  # patch, network and augmentation do not enter it
     for subject in range(subjects):
         for session in (1, 2):
             for sequence in ("t1", "t2"):
                 case_id = f"sub_{subject}_ses_{session}_{sequence}"
-                np.save(cases / f"{case_id}.npy", synthetic_head(shape, rng))
                 props = {"case_id": case_id, "subject": f"sub_{subject}", "session": f"ses_{session}",
                          "sequence": sequence, "image_properties": {"ras_affine": np.eye(4).tolist()},
                          "crop_bbox": [[0, s] for s in shape], "shape_after_crop": list(shape),
                          "shape_after_resampling": list(shape), "spacing_target": [1.0, 1.0, 1.0]}
-                (cases / f"{case_id}.json").write_text(json.dumps(props))
+                write_case(cases, case_id, synthetic_head(shape, rng), None, props, signature)
     (folder / "dataset.json").write_text(json.dumps({"name": "PretrainBench", "task_type": "pretraining",
                                                      "channel_names": {"0": "mri"}, "file_ending": ".nii.gz"}))
     return folder
@@ -159,18 +160,12 @@ def bench_loader_only(method: str, batch_size: int, corpus: Path, out: Path, arg
     plans = bench_plans(args.patch, args.quick, augmentation)
     trainer = cls(plans, corpus, out / f"{method}_b{batch_size}_loader", "all",
                   TrainerOptions(device="cpu", batch_size=batch_size, num_workers=args.workers))
-    cases = trainer.split_cases(sorted_cases(corpus))[0]
+    cases = trainer.split_cases(list_cases(corpus / plans.configuration, plans))[0]
     source = trainer.make_training_source(cases)
     rate = drain(make_loader(source, trainer.seed, 0, 0, args.steps + 1, args.workers), args.steps)
     return {"method": method, "batch_size": batch_size, "patch": args.patch, "steps": args.steps,
             "loader_only_it_per_s": rate, "loader_only_samples_per_s": rate * batch_size, "workers": args.workers,
             "sampling": trainer.sampling, "augmentation": cls.augmentation_family if augmentation else "none"}
-
-
-def sorted_cases(corpus: Path):
-    from fomo_nn.training.data.preprocessed import list_preprocessed_cases
-
-    return list_preprocessed_cases(corpus / "3d_fullres")
 
 
 def markdown(results: list[dict]) -> str:

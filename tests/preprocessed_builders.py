@@ -1,16 +1,17 @@
 """Small preprocessed datasets written directly (arrays + properties + plans) for trainer tests.
 
 They bypass conversion and planning so trainer tests stay fast and independent; the end-to-end
-tests go through the real commands.
+tests go through the real commands. Cases go through the real writer (case_store.write_case) with
+the signature of the plans saved beside them, so training reads them as finished.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.plans import NetworkPlan, NormalizationPlan, Plans, TrainingPlan, save_plans
+from fomo_nn.plans import NetworkPlan, NormalizationPlan, Plans, TrainingPlan, load_plans, save_plans
+from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases, preprocessing_signature, write_case
 
 TINY_NETWORK = dict(features_per_stage=[8, 16, 32], kernel_sizes=[[3, 3, 3]] * 3,
                     strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], n_conv_per_stage=[1, 1, 1],
@@ -55,13 +56,6 @@ def _properties(case_id, shape, target=None, subject=None, session=None, sequenc
             "sequence": sequence, "foreground_locations": {"1": fg} if fg is not None else {}}
 
 
-def _write_case(folder: Path, case_id: str, data: np.ndarray, props: dict, seg: np.ndarray | None = None):
-    np.save(folder / f"{case_id}.npy", data.astype(np.float32))
-    if seg is not None:
-        np.save(folder / f"{case_id}_seg.npy", seg.astype(np.int8))
-    (folder / f"{case_id}.json").write_text(json.dumps(props))
-
-
 def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, shape=(40, 40, 40), seed: int = 0,
                        channels: int | None = None, plans: Plans | None = None, lesion_masks: bool = False,
                        **plan_options) -> Path:
@@ -76,14 +70,19 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
     cases_dir.mkdir(parents=True, exist_ok=True)
     channels = channels or (1 if task_type in ("pretraining", "regression") else 2)
     names = ["mri"] if task_type == "pretraining" else [f"seq{c}" for c in range(channels)]
+    plans = plans or tiny_plans(task_type, names, **plan_options)
+    if lesion_masks:
+        plans = plans.replace(auxiliary_labels={"background": 0, "infarct": 1})
+    signature = preprocessing_signature(plans)
     for index in range(num_cases):
         if task_type == "pretraining":
             subject = f"sub_{index // 4}"
             session = f"ses_{(index // 2) % 2 + 1}"
             brain, radius, grid, image = _brain(shape, rng, scale=1.0 + 0.5 * (index % 2))
             image = image * (1 + 0.3 * grid[0])  # structure a model can reconstruct
-            _write_case(cases_dir, f"img_{index:03d}", image[None], _properties(
-                f"img_{index:03d}", shape, subject=subject, session=session, sequence=["t1", "t2"][index % 2]))
+            write_case(cases_dir, f"img_{index:03d}", image[None], None, _properties(
+                f"img_{index:03d}", shape, subject=subject, session=session, sequence=["t1", "t2"][index % 2]),
+                signature)
             continue
         brain, radius, grid, _ = _brain(shape, rng)
         stack = np.stack([_brain(shape, rng)[3] for _ in range(channels)])
@@ -95,21 +94,24 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
                 blob = ((grid - np.array([0.3, 0.2, 0.0])[:, None, None, None]) ** 2).sum(0) < 0.08
                 stack[:, blob] += 2.0
             fg = np.argwhere(blob).tolist() if lesion_masks and label else None
-            _write_case(cases_dir, case_id, stack, _properties(case_id, shape, target=float(label), fg=fg),
-                        seg=blob[None] if lesion_masks else None)
+            write_case(cases_dir, case_id, stack, blob[None] if lesion_masks else None,
+                       _properties(case_id, shape, target=float(label), fg=fg), signature)
         elif task_type == "regression":
             age = float(rng.uniform(20, 90))
             ventricle = radius < 0.15 + 0.5 * (age - 20) / 70
             stack[:, ventricle] = -1.5
-            _write_case(cases_dir, case_id, stack, _properties(case_id, shape, target=age))
+            write_case(cases_dir, case_id, stack, None, _properties(case_id, shape, target=age), signature)
         elif task_type == "segmentation":
             centre = rng.uniform(-0.4, 0.4, size=3)
             mask = ((grid - centre[:, None, None, None]) ** 2).sum(0) < 0.06
             stack[:, mask] += 2.5
             fg = np.argwhere(mask)[:200].tolist()
-            _write_case(cases_dir, case_id, stack, _properties(case_id, shape, fg=fg), seg=mask[None])
-    plans = plans or tiny_plans(task_type, names, **plan_options)
-    if lesion_masks:
-        plans = plans.replace(auxiliary_labels={"background": 0, "infarct": 1})
+            write_case(cases_dir, case_id, stack, mask[None], _properties(case_id, shape, fg=fg), signature)
     save_plans(plans, folder / "plans.json")
     return folder
+
+
+def cases_of(folder: str | Path) -> list[PreprocessedCase]:
+    """The cases of a built dataset, read as training reads them (checked against its plans.json)."""
+    plans = load_plans(folder)
+    return list_cases(Path(folder) / plans.configuration, plans)

@@ -12,12 +12,12 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import EncoderMismatchError, adaptation_record, build_pretraining_network, encoder_state_dict
 from fomo_nn.plans import load_plans
 from fomo_nn.training.base_trainer import TrainerOptions
-from fomo_nn.training.data.preprocessed import list_preprocessed_cases
+from fomo_nn.training.data.loader import StepDraw
 from fomo_nn.training.finetuning.classification import ClassBalancedPatchSource, class_weights
 from fomo_nn.training.finetuning.segmentation_loss import deep_supervision_weights, soft_dice
 from fomo_nn.training.finetuning.splits import SPLITS_FILE, load_or_create_splits, make_splits
 from fomo_nn.training.registry import get_trainer
-from preprocessed_builders import build_preprocessed, tiny_plans
+from preprocessed_builders import build_preprocessed, cases_of, tiny_plans
 
 FAST = dict(epochs=2, iterations_per_epoch=3, validation_iterations=2)
 
@@ -95,14 +95,14 @@ def test_family_trains_end_to_end(task, pretrained, datasets, checkpoint, tmp_pa
         mask = np.load(tmp_path / "validation" / f"{val_ids[0]}.npz")["segmentation"]
         assert mask.shape == (40, 40, 40) and set(np.unique(mask)) <= {0, 1}
         model = load_trained_model(tmp_path / "checkpoint_final.pth")  # deep supervision off for prediction
-        case = next(c for c in list_preprocessed_cases(datasets[task] / "3d_fullres") if c.case_id == val_ids[0])
+        case = next(c for c in cases_of(datasets[task]) if c.case_id == val_ids[0])
         np.testing.assert_array_equal(model.predict(case.data()).argmax(0), mask)
     if task == "regression":
         assert state["extra"]["target_normalization"]["std"] > 1
         assert state["plans"]["method"]["loss"] == ("smooth_l1" if pretrained else "mse")
         # the checkpoint alone reproduces the validation prediction (what fomo_nn_predict will use)
         model = load_trained_model(tmp_path / "checkpoint_final.pth")
-        case = next(c for c in list_preprocessed_cases(datasets[task] / "3d_fullres") if c.case_id == val_ids[0])
+        case = next(c for c in cases_of(datasets[task]) if c.case_id == val_ids[0])
         assert model.predict(case.data()) == pytest.approx(summary["per_case"][0]["prediction"], rel=1e-5)
     if task == "classification":
         probabilities = [r["probability"] for r in summary["per_case"]]
@@ -213,7 +213,7 @@ def test_grouped_splits_never_put_a_subject_in_train_and_val():
 
 
 def test_splits_are_saved_and_reused(datasets, tmp_path):
-    cases = list_preprocessed_cases(datasets["regression"] / "3d_fullres")
+    cases = cases_of(datasets["regression"])
     first = load_or_create_splits(tmp_path, cases, "regression")
     edited = [{"train": s["val"], "val": s["train"]} for s in first]  # a user's own split file is respected
     (tmp_path / SPLITS_FILE).write_text(json.dumps(edited))
@@ -240,7 +240,7 @@ def test_encoder_lr_scale_freezing_and_linear_probe(datasets, tmp_path):
 
     def step_changes(step):
         before = {n: p.detach().clone() for n, p in trainer.network.named_parameters()}
-        trainer.train_step(source(np.random.default_rng(step)), step)
+        trainer.train_step(source(StepDraw(0, step)), step)
         changed = {n for n, p in trainer.network.named_parameters() if not torch.equal(before[n], p)}
         return {n for n in changed if n.startswith("encoder.")}, {n for n in changed if not n.startswith("encoder.")}
 
@@ -260,11 +260,11 @@ def test_encoder_lr_scale_freezing_and_linear_probe(datasets, tmp_path):
 
 def test_class_imbalance_weights_and_balanced_batches(datasets):
     assert class_weights([8, 13]) == pytest.approx([21 / 16, 21 / 26])
-    cases = list_preprocessed_cases(datasets["classification"] / "3d_fullres")
+    cases = cases_of(datasets["classification"])
     labels = [int(c.target) for c in cases]
     source = ClassBalancedPatchSource(cases, labels, (32, 32, 32), 4)
     for seed in range(5):
-        batch_labels = source(np.random.default_rng(seed))["label"].tolist()
+        batch_labels = source(StepDraw(seed, 0))["label"].tolist()
         assert sorted(batch_labels) == [0, 0, 1, 1]
 
 
@@ -328,7 +328,7 @@ def test_lesion_loss_is_computed_on_the_chosen_stage_and_changes_the_encoder_gra
     trainer = get_trainer("classification")(plans, lesion_data, tmp_path, "0",
                                             TrainerOptions(method={"lesion_loss_weight": 0.5, "lesion_stage": 1}))
     trainer.setup()
-    batch = trainer._to_device(trainer.make_training_source(trainer.train_cases)(np.random.default_rng(3)))
+    batch = trainer._to_device(trainer.make_training_source(trainer.train_cases)(StepDraw(3, 0)))
     assert batch["segmentation"].shape == (2, 1, 32, 32, 32) and batch["segmentation"].any()
     assert all(not mask.any() for mask, label in zip(batch["segmentation"], batch["label"]) if label == 0)
     loss, metrics = trainer.compute_loss(batch, None)
@@ -358,7 +358,7 @@ def test_lesion_head_is_training_only_checkpointed_for_resume_and_prediction_ign
     log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
     assert all(record["train_lesion_loss"] > 0 and "train_cross_entropy" in record for record in log)
     model = load_trained_model(tmp_path / "checkpoint_final.pth")  # the plain ClassificationNet, strictly loaded
-    case = list_preprocessed_cases(lesion_data / "3d_fullres")[0]
+    case = cases_of(lesion_data)[0]
     assert model.predict(case.data()).shape == (2,)
 
     resumed = get_trainer("classification")(load_plans(lesion_data), lesion_data, tmp_path, "0",
@@ -382,7 +382,9 @@ def test_lesion_settings_need_the_masks_and_say_which_file_is_missing(lesion_dat
     with pytest.raises(BadInputError) as error:
         get_trainer("classification")(load_plans(broken), broken, tmp_path / "c", "all",
                                       TrainerOptions(method={"lesion_oversampling": 0.5})).setup()
-    assert error.value.path == str(missing) and "lesion mask of case case_001 is missing" in error.value.problem
+    # the listing refuses it before the trainer looks (case_store.list_cases: the plans declare auxiliary_labels)
+    assert error.value.path == str(missing)
+    assert "1 of 9 preprocessed case(s) lack the CASE_seg.npy" in error.value.problem
 
 
 def test_lesion_oversampling_puts_the_lesion_of_a_positive_into_its_patch(tmp_path):
@@ -396,7 +398,7 @@ def test_lesion_oversampling_puts_the_lesion_of_a_positive_into_its_patch(tmp_pa
         source = trainer.make_training_source(trainer.train_cases)
         hits = []
         for seed in range(20):
-            batch = source(np.random.default_rng(seed))
+            batch = source(StepDraw(seed, 0))
             hits += [bool(s.any()) for s, y in zip(batch["segmentation"], batch["label"]) if y == 1]
         return np.mean(hits)
 

@@ -202,7 +202,8 @@ def test_baseline_normalization_is_a_selectable_scheme_with_its_difference_in_th
     assert [(n.scheme, n.clip_percentiles) for n in plans.normalization] == [("volume_wise_znorm", [0.0, 99.0])] * 3
     note = next(n for n in plans.notes if n.startswith("normalization:"))
     assert "FOMO25 baseline" in note and "99th percentile" in note and "[0, 1]" in note and "zscore_foreground" in note
-    with pytest.raises(ValueError, match="not one of zscore_foreground, volume_wise_znorm"):
+    with pytest.raises(ValueError, match=r"unknown normalization scheme 'minmax' \(known: zscore_foreground, "
+                                         r"volume_wise_znorm\)"):
         PlannerOptions(normalization="minmax")
 
     # planned like a model pretrained on baseline-normalized inputs: its scheme wins, and the notes say so

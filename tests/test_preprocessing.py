@@ -243,7 +243,8 @@ def test_verify_lists_every_problem_and_writes_nothing(tmp_path, monkeypatch):
     text = "\n".join(map(str, problems))
     assert "case_001_0001.nii.gz" in text and "grid differs" in text
     assert "case_002_0000.nii.gz" in text and "NaN" in text
-    assert "case_003.nii.gz" in text and "orphan.nii.gz" in text and "numTraining" in text
+    # numTraining counts the cases of imagesTr (still 4): the missing label is reported once, as itself
+    assert "case_003.nii.gz" in text and "orphan.nii.gz" in text and "numTraining" not in text
     monkeypatch.setenv("fomo_nn_raw", str(tmp_path / "raw"))
     monkeypatch.setenv("fomo_nn_preprocessed", str(tmp_path / "pre"))
     assert main(["-d", "1", "--verify", "-np", "1", "--no-progress"]) == 1
@@ -400,7 +401,8 @@ def test_volume_wise_znorm_scheme_through_preprocessing_stays_in_unit_range(tmp_
     assert abs(float(data.mean()) - float(expected.mean())) < 0.02  # resampling keeps the intensity level
     default, _, _ = preprocess_case([file], plans.replace(normalization=[default_normalization()]))
     assert default.min() < 0 and abs(float(default[default != 0].mean())) < 0.2  # z-scored, not [0, 1]
-    with pytest.raises(ValueError, match="not one of zscore_foreground, volume_wise_znorm"):
+    with pytest.raises(ValueError, match=r"unknown normalization scheme 'minmax' \(known: zscore_foreground, "
+                                         r"volume_wise_znorm\)"):
         preprocess_case([file], plans.replace(normalization=[default_normalization().__class__(scheme="minmax")]))
 
 

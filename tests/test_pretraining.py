@@ -14,10 +14,10 @@ from fomo_nn.cli.export_encoder import main as export_main
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network, build_from_record, load_encoder_weights, stem_weight_keys
 from fomo_nn.plans import Plans, load_plans, save_plans
+from fomo_nn.preprocessing.case_store import preprocessing_signature, write_case
 from fomo_nn.training.base_trainer import TrainerOptions
 from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
-from fomo_nn.training.data.loader import make_loader
-from fomo_nn.training.data.preprocessed import list_preprocessed_cases
+from fomo_nn.training.data.loader import StepDraw, make_loader
 from fomo_nn.training.pretraining.base import ADAPTATION_RECORD_KEY
 from fomo_nn.training.progress_log import ProgressLog
 from fomo_nn.training.pretraining.dino import teacher_momentum_at
@@ -27,7 +27,7 @@ from fomo_nn.training.pretraining.provenance import data_provenance
 from fomo_nn.training.pretraining.subject_split import split_by_subject
 from fomo_nn.training.pretraining.vae import kl_ramp
 from fomo_nn.training.registry import all_trainers, get_trainer
-from preprocessed_builders import build_preprocessed
+from preprocessed_builders import build_preprocessed, cases_of
 
 METHODS = ("mae", "contrastive", "hybrid", "vae", "dino")
 # tiny heads so a CPU step takes milliseconds; everything else is the methods' defaults
@@ -286,45 +286,45 @@ def shifted_pair_dataset(root):
     cases_dir = folder / "3d_fullres"
     for path in cases_dir.glob("*"):
         path.unlink()
+    signature = preprocessing_signature(load_plans(folder))
     full = np.stack(np.meshgrid(*[np.arange(60)] * 3, indexing="ij")).astype(np.float32)
     world = full[0] + 100 * full[1] + 10000 * full[2]
     # scan b's grid starts elsewhere and is larger, so it holds every region of scan a
     for name, lower, shape in (("scan_a", (10, 8, 12), (40, 40, 40)), ("scan_b", (3, 2, 5), (56, 54, 55))):
         crop = world[tuple(slice(lo, lo + s) for lo, s in zip(lower, shape))]
-        np.save(cases_dir / f"{name}.npy", crop[None])
         props = {"case_id": name, "subject": "sub_1", "session": "ses_1", "sequence": name[-1],
                  "image_properties": {"ras_affine": np.diag([1.0, 1.0, 1.0, 1.0]).tolist()},
                  "crop_bbox": [[lo, lo + s] for lo, s in zip(lower, crop.shape)],
                  "shape_after_crop": list(crop.shape), "shape_after_resampling": list(crop.shape)}
-        (cases_dir / f"{name}.json").write_text(json.dumps(props))
+        write_case(cases_dir, name, crop[None], None, props, signature)
     return folder
 
 
 def test_subject_pair_sampler_pairs_one_subject_at_the_same_world_region(plans, data, tmp_path):
     trainer = get_trainer("contrastive")(plans, data, tmp_path / "a", "all", TrainerOptions(**RUN_OPTIONS))
-    cases = list_preprocessed_cases(data / "3d_fullres")
+    cases = cases_of(data)
     subject_of = {c.case_id: c.subject for c in cases}
-    batch = trainer.make_training_source(cases)(np.random.default_rng(0))
+    batch = trainer.make_training_source(cases)(StepDraw(0, 0))
     assert trainer.sampling == "subject_pairs" and set(batch) >= {"image", "image_pair", "subject"}
     assert all(subject_of[a] == subject_of[b] == s and a != b
                for a, b, s in zip(batch["case_id"], batch["case_id_pair"], batch["subject"]))
 
     folder = shifted_pair_dataset(tmp_path / "shifted")
-    pair_cases = list_preprocessed_cases(folder / "3d_fullres")
+    pair_cases = cases_of(folder)
     checked = 0
     for seed in range(4):
-        pairs = trainer.make_training_source(pair_cases)(np.random.default_rng(seed))
+        pairs = trainer.make_training_source(pair_cases)(StepDraw(seed, 0))
         for index in [i for i, case_id in enumerate(pairs["case_id"]) if case_id == "scan_a"]:
             # same voxel values = same place in the head (scan b's grid holds every region of scan a)
             assert torch.equal(pairs["image"][index], pairs["image_pair"][index])
             checked += 1
     assert checked >= 4
     vae = get_trainer("vae")(plans, data, tmp_path / "v", "all", TrainerOptions(**RUN_OPTIONS))
-    same_session = vae.make_training_source(cases)(np.random.default_rng(1))["same_session"]
+    same_session = vae.make_training_source(cases)(StepDraw(1, 0))["same_session"]
     assert bool(same_session.all())  # FOMO2JOMO pairs: one subject and session
     crops = get_trainer("contrastive")(plans, data, tmp_path / "c", "all",
                                        TrainerOptions(**RUN_OPTIONS, method={"positives": "crops"}))
-    assert crops.sampling == "iid" and "image_pair" not in crops.make_training_source(cases)(np.random.default_rng(0))
+    assert crops.sampling == "iid" and "image_pair" not in crops.make_training_source(cases)(StepDraw(0, 0))
 
 
 def test_settings_are_checked(plans, data, tmp_path):
@@ -388,7 +388,7 @@ def test_loss_pieces():
 
 
 def test_split_by_subject_and_provenance(data, tmp_path):
-    cases = list_preprocessed_cases(data / "3d_fullres")
+    cases = cases_of(data)
     train, val = split_by_subject(cases, seed=3)
     assert len({c.subject for c in val}) == 1 and not {c.subject for c in train} & {c.subject for c in val}
     few = [c for c in cases if c.subject in ("sub_0", "sub_1", "sub_2")]

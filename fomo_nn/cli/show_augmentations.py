@@ -25,12 +25,12 @@ def main(argv=None) -> int:
     from fomo_nn.augmentation import default_augmentation_plan
     from fomo_nn.augmentation.preview import render_augmentation_preview
     from fomo_nn.plans import load_plans
-    from fomo_nn.training.data.preprocessed import list_preprocessed_cases
+    from fomo_nn.preprocessing.case_store import list_cases
 
     try:
         folder = paths.preprocessed_dataset_dir(args.dataset)
         plans = load_plans(folder)
-        cases = list_preprocessed_cases(folder / plans.configuration)
+        cases = list_cases(folder / plans.configuration, plans)
         if args.case:
             cases = [c for c in cases if c.case_id == args.case]
         if not cases:

@@ -134,7 +134,7 @@ class Plans:
     def from_json(cls, data: dict, source: str = PLANS_FILE) -> "Plans":
         try:
             data = dict(data)
-            data["normalization"] = [_build(NormalizationPlan, n) for n in data["normalization"]]
+            data["normalization"] = _build_normalization(data["normalization"])
             data["network"] = _build(NetworkPlan, data["network"])
             data["training"] = _build(TrainingPlan, data.get("training", {}))
             return _build(cls, data)
@@ -150,6 +150,17 @@ def _build(cls, data: dict):
     edit must not be dropped silently)."""
     check_known_keys(f"plans {cls.__name__}", data, [f.name for f in dataclasses.fields(cls)])
     return cls(**data)
+
+
+def _build_normalization(entries: list[dict]) -> list[NormalizationPlan]:
+    """One entry per channel, each naming a scheme preprocessing implements: an unknown one fails when the
+    plans are read (planning, training) instead of at every case preprocessed or predicted."""
+    from fomo_nn.preprocessing.normalization import check_scheme  # lazy: that module builds NormalizationPlans
+
+    plans = [_build(NormalizationPlan, entry) for entry in entries]
+    for channel, plan in enumerate(plans):
+        check_scheme(plan.scheme, f"plans normalization[{channel}]")
+    return plans
 
 
 def save_plans(plans: Plans, path: str | Path) -> Path:

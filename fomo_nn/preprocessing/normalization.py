@@ -26,19 +26,29 @@ std; here a constant foreground simply maps to 1.
 """
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 from fomo_nn.plans.records import NormalizationPlan
 
-SCHEMES = ("zscore_foreground", "volume_wise_znorm")
+SCHEMES = ("zscore_foreground", "volume_wise_znorm")  # the one list: the planner's choices, plans.json's check
 DEFAULT_SCHEME = "zscore_foreground"
 DEFAULT_CLIP_PERCENTILES = {"zscore_foreground": (0.5, 99.5), "volume_wise_znorm": (0.0, 99.0)}
 SCHEME_RANGES = {"zscore_foreground": None, "volume_wise_znorm": (0.0, 1.0)}  # values after normalization
 
 
-def check_scheme(scheme: str) -> str:
+def check_scheme(scheme: str, where: str | None = None) -> str:
+    """`scheme` if one of SCHEMES, else a ValueError naming the nearest one and all of them.
+
+    The names are long, so a typo ('zscore_typo') sits further from its scheme than difflib's
+    default cutoff allows: 0.4 still suggests it, and nothing for an unrelated name ('minmax').
+    """
     if scheme not in SCHEMES:
-        raise ValueError(f"normalization scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
+        nearest = difflib.get_close_matches(str(scheme), SCHEMES, n=1, cutoff=0.4)
+        prefix = f"{where}: " if where else ""
+        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+        raise ValueError(f"{prefix}unknown normalization scheme {scheme!r}{hint} (known: {', '.join(SCHEMES)})")
     return scheme
 
 

@@ -20,7 +20,7 @@ from fomo_nn.plans.records import NetworkPlan
 from fomo_nn.probing.encoders import FrozenEncoder
 from fomo_nn.probing.probe import LabelledCases, metrics_of, preprocessed_cases
 from fomo_nn.probing.features import pooled_features
-from fomo_nn.probing.linear_probes import cross_validated_scores
+from fomo_nn.probing.linear_probes import cross_validated_scores, probed_task_types
 
 PROBE_PREFIX = "probe"
 
@@ -36,10 +36,10 @@ class ProbeDataset:
     def load(cls, preprocessed_dataset: str | Path) -> "ProbeDataset":
         folder = Path(preprocessed_dataset)
         plans = load_plans(folder)
-        if plans.task_type not in ("classification", "regression"):
-            raise ValueError(f"online probe dataset {folder.name} is {plans.task_type}; use a classification or "
-                             "regression dataset")
-        cases = preprocessed_cases(folder / plans.configuration)
+        if plans.task_type not in probed_task_types():
+            raise ValueError(f"online probe dataset {folder.name} is {plans.task_type}; use a "
+                             f"{' or '.join(probed_task_types())} dataset")
+        cases = preprocessed_cases(folder / plans.configuration, plans)
         return cls(folder.name, plans.task_type, cases, [cases.load(i) for i in range(len(cases))])
 
 

@@ -18,7 +18,7 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.probing.encoders import FrozenEncoder
 from fomo_nn.probing.features import choose_mode, pooled_features
-from fomo_nn.probing.linear_probes import cross_validated_scores, fit_probe, probe_scores
+from fomo_nn.probing.linear_probes import cross_validated_scores, fit_probe, predicts_classes, probe_scores
 
 
 @dataclass
@@ -34,11 +34,11 @@ class LabelledCases:
         return len(self.case_ids)
 
 
-def preprocessed_cases(folder: str | Path) -> LabelledCases:
-    """The training cases of a preprocessed dataset (targets from their properties)."""
-    from fomo_nn.training.data.preprocessed import list_preprocessed_cases
+def preprocessed_cases(folder: str | Path, plans: Plans) -> LabelledCases:
+    """The training cases of a preprocessed dataset (targets from their properties), written for `plans`."""
+    from fomo_nn.preprocessing.case_store import list_cases
 
-    cases = list_preprocessed_cases(folder)
+    cases = list_cases(folder, plans)
     missing = [c.case_id for c in cases if c.target is None]
     if missing:
         raise BadInputError(Path(folder) / f"{missing[0]}.json", "case has no target: probes need labelled cases")
@@ -100,7 +100,8 @@ def extract_all(encoders: dict[str, FrozenEncoder], modes: dict[str, list[str]],
 
 
 def metrics_of(task_type: str, targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    if task_type == "classification":
+    """The task kind's probe metrics (fomo_nn.tasks probe_metrics): AUROC of classes; MAE, r and bias of values."""
+    if predicts_classes(task_type):
         labels = np.asarray(targets).astype(int)
         return {"auroc": auroc(labels, scores)} if len(np.unique(labels)) == 2 else {}
     with warnings.catch_warnings():

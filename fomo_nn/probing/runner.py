@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass, field
 from fomo_nn import paths
 from fomo_nn.plans import load_plans
 from fomo_nn.probing.encoders import load_frozen_encoder
+from fomo_nn.probing.linear_probes import probed_task_types
 from fomo_nn.probing.probe import (extract_all, feature_modes_for, preprocessed_cases, probe_rows, raw_test_cases,
                                    read_groups)
-
-METRIC_COLUMNS = {"classification": ("auroc",), "regression": ("mae", "pearson_r", "bias")}
+from fomo_nn.tasks import task_kind
 
 
 @dataclass
@@ -30,9 +30,9 @@ def run_probes(request: ProbeRequest) -> dict:
     name = paths.resolve_dataset_name(request.dataset)
     preprocessed = paths.preprocessed_root() / name
     plans = load_plans(preprocessed)
-    if plans.task_type not in METRIC_COLUMNS:
-        raise ValueError(f"{name} is a {plans.task_type} dataset; probes score classification and regression")
-    train = preprocessed_cases(preprocessed / plans.configuration)
+    if plans.task_type not in probed_task_types():
+        raise ValueError(f"{name} is a {plans.task_type} dataset; probes score {' and '.join(probed_task_types())}")
+    train = preprocessed_cases(preprocessed / plans.configuration, plans)
     test = raw_test_cases(paths.raw_root() / name, plans) if request.test else None
     if test is not None and request.groups:
         groups = read_groups(request.groups)
@@ -57,7 +57,7 @@ def run_probes(request: ProbeRequest) -> dict:
 
 def format_table(result: dict) -> str:
     """A markdown table: one line per encoder, mode and model; columns per split and metric."""
-    metrics = METRIC_COLUMNS[result["task_type"]]
+    metrics = task_kind(result["task_type"]).probe_metrics
     splits = list(dict.fromkeys(row["split"] for row in result["rows"]))
     header = ["encoder", "mode", "model"] + [f"{split} {metric}" for split in splits for metric in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -30,9 +30,9 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 from fomo_nn.networks.finetuning import NETWORK_SETTINGS
+from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer
 from fomo_nn.training.checkpoint import PRETRAINED
-from fomo_nn.training.data.preprocessed import PreprocessedCase
 from fomo_nn.training.finetuning.pretrained import REPORT_FILE, load_pretrained_encoder, print_report
 from fomo_nn.training.finetuning.splits import ALL_FOLD, SPLITS_FILE, fold_cases, load_or_create_splits
 from fomo_nn.utils.files import write_text_atomic

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fomo_nn import paths
 from fomo_nn.datasets.manifest import MANIFEST_NAME
-from fomo_nn.training.data.preprocessed import PreprocessedCase
+from fomo_nn.preprocessing.case_store import PreprocessedCase
 
 METHOD_TRACK_CORPUS = "FOMO60K"
 TRACK_RULE = f"method: every source corpus is {METHOD_TRACK_CORPUS}; open: any other source; unknown: no manifest"

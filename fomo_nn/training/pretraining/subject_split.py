@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fomo_nn.training.data.preprocessed import PreprocessedCase
+from fomo_nn.preprocessing.case_store import PreprocessedCase
 
 VALIDATION_FRACTION = 0.05
 MIN_SUBJECTS_FOR_HOLDOUT = 4

@@ -1,0 +1,128 @@
+"""Stale data is impossible: training reads only cases written for the plans it trains with.
+
+A replanned spacing or a hand-edited normalization leaves the old arrays on disk; training must refuse
+them (naming the command that preprocesses again) instead of training on them and recording plans that
+prediction would preprocess differently. A plans file naming an unknown normalization scheme fails when
+it is read.
+"""
+import json
+
+import pytest
+from builders import make_classification_dataset
+
+from fomo_nn.cli.plan_and_preprocess import main as plan_and_preprocess_main
+from fomo_nn.cli.plan_and_preprocess import main_plan, main_preprocess
+from fomo_nn.cli.train import main as train_main
+from fomo_nn.io.errors import BadInputError
+from fomo_nn.plans import load_plans, save_plans
+from fomo_nn.preprocessing.case_store import case_paths, list_cases
+from fomo_nn.probing.online import ProbeDataset
+from fomo_nn.training.base_trainer import TrainerOptions
+from preprocessed_builders import build_preprocessed, cases_of
+from toy_trainer import ToyRegressionTrainer
+
+TINY_PLANNER = ["--base-features", "8", "--max-features", "32", "--max-patch", "32"]
+TINY_RUN = ["--epochs", "1", "--iters-per-epoch", "1", "--val-iters", "1", "--num-workers", "0", "--device", "cpu",
+            "--batch-size", "2"]
+
+
+@pytest.fixture
+def planned(tmp_path, monkeypatch):
+    """Dataset002_Cls (6 small cases) fingerprinted, planned and preprocessed by the real commands."""
+    for variable, folder in (("fomo_nn_raw", "raw"), ("fomo_nn_preprocessed", "pre"), ("fomo_nn_results", "res")):
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+    make_classification_dataset(tmp_path / "raw", num_cases=6)
+    assert plan_and_preprocess_main(["-d", "2", "-np", "1", "--no-progress", *TINY_PLANNER]) == 0
+    return tmp_path / "pre" / "Dataset002_Cls"
+
+
+def _files(folder):
+    """What a run left under `folder` (an empty folder, e.g. from a run lock, is not training)."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+def test_replanned_spacing_refuses_training_until_preprocessed_again(planned, tmp_path, capsys):
+    assert main_plan(["-d", "2", "--target-spacing", "1.5", "1.5", "1.5", *TINY_PLANNER]) == 0
+    capsys.readouterr()
+    assert train_main(["2", "all", *TINY_RUN]) == 2
+    error = capsys.readouterr().err
+    assert str(planned / "3d_fullres") in error and "6 of 6 preprocessed case(s) were written for other plans" in error
+    assert error.rstrip().endswith("preprocess again: fomo_nn_preprocess -d Dataset002_Cls")
+    assert _files(tmp_path / "res") == []  # nothing trained, no plans recorded
+
+    assert main_preprocess(["-d", "2", "-np", "1", "--no-progress"]) == 0  # the command named above
+    assert train_main(["2", "all", *TINY_RUN]) == 0  # the normal path trains
+    assert {"checkpoint_final.pth", "plans.json"} <= set(_files(tmp_path / "res"))
+    recorded = json.loads(next((tmp_path / "res").rglob("plans.json")).read_text())
+    assert recorded["target_spacing"] == [1.5, 1.5, 1.5]
+
+
+def test_hand_edited_normalization_refuses_training_and_probing(planned, capsys):
+    plans = load_plans(planned)
+    edited = [n.__class__(scheme="volume_wise_znorm", clip_percentiles=[0.0, 99.0]) for n in plans.normalization]
+    save_plans(plans.replace(normalization=edited), planned / "plans.json")
+    assert train_main(["2", "all", *TINY_RUN]) == 2
+    assert "fomo_nn_preprocess -d Dataset002_Cls" in capsys.readouterr().err
+    with pytest.raises(BadInputError, match="written for other plans"):
+        ProbeDataset.load(planned)  # the probe reads through the same check
+
+
+def test_plans_from_elsewhere_name_where_to_save_them(planned):
+    other = load_plans(planned).replace(target_spacing=[2.0, 2.0, 2.0])
+    with pytest.raises(BadInputError) as error:
+        list_cases(planned / "3d_fullres", other)
+    assert error.value.problem.endswith(f"save these plans as {planned / 'plans.json'}, then run "
+                                        "fomo_nn_preprocess -d Dataset002_Cls")
+
+
+def test_a_case_with_a_tampered_or_missing_signature_is_named(tmp_path):
+    folder = build_preprocessed(tmp_path, "regression", num_cases=4, shape=(32, 32, 32))
+    assert len(cases_of(folder)) == 4
+    properties = case_paths(folder / "3d_fullres", "case_002")["properties"]
+    record = json.loads(properties.read_text())
+    properties.write_text(json.dumps({**record, "preprocessing_signature": "0123456789abcdef"}))
+    with pytest.raises(BadInputError) as error:
+        cases_of(folder)
+    assert error.value.path == str(folder / "3d_fullres")
+    assert "1 of 4 preprocessed case(s)" in error.value.problem and "case_002" in error.value.problem
+    assert "case_001" not in error.value.problem and "fomo_nn_preprocess -d Dataset900_Tiny" in error.value.problem
+
+    del record["preprocessing_signature"]  # hand-written arrays without one are refused too
+    properties.write_text(json.dumps(record))
+    with pytest.raises(BadInputError, match="case_002"):
+        ToyRegressionTrainer(load_plans(folder), folder, tmp_path / "out", "0", TrainerOptions(epochs=1)).run()
+    assert _files(tmp_path / "out") == []
+
+
+def test_a_missing_mask_is_refused_and_unfinished_cases_are_left_out(tmp_path):
+    folder = build_preprocessed(tmp_path, "segmentation", num_cases=4, shape=(32, 32, 32))
+    cases = folder / "3d_fullres"
+    case_paths(cases, "case_003")["properties"].unlink()  # a writer killed before CASE.json: not listed
+    assert [c.case_id for c in cases_of(folder)] == ["case_000", "case_001", "case_002"]
+
+    seg = case_paths(cases, "case_001")["seg"]
+    seg.unlink()
+    with pytest.raises(BadInputError) as error:
+        cases_of(folder)
+    assert error.value.path == str(seg) and "1 of 3 preprocessed case(s) lack the CASE_seg.npy" in error.value.problem
+
+    for case_id in ("case_000", "case_001", "case_002"):
+        case_paths(cases, case_id)["properties"].unlink()
+    with pytest.raises(BadInputError, match=r"no finished preprocessed case \(4 unfinished\): preprocess: "
+                                            r"fomo_nn_preprocess -d Dataset900_Tiny"):
+        cases_of(folder)
+
+
+def test_an_unknown_normalization_scheme_fails_when_the_plans_are_read(tmp_path, capsys):
+    folder = build_preprocessed(tmp_path, "regression", num_cases=2, shape=(32, 32, 32))
+    path = folder / "plans.json"
+    data = json.loads(path.read_text())
+    data["normalization"][0]["scheme"] = "zscore_typo"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadInputError) as error:
+        load_plans(folder)
+    assert error.value.path == str(path)
+    assert ("plans normalization[0]: unknown normalization scheme 'zscore_typo'; did you mean 'zscore_foreground'? "
+            "(known: zscore_foreground, volume_wise_znorm)") in error.value.problem
+    assert train_main(["Dataset900_Tiny", "all", "--plans", str(path), "--output", str(tmp_path / "out")]) == 2
+    assert "zscore_typo" in capsys.readouterr().err and _files(tmp_path / "out") == []
