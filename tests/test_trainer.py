@@ -83,9 +83,9 @@ def test_same_batches_regardless_of_worker_count(regression_data, tmp_path):
     trainer = ToyRegressionTrainer(load_plans(regression_data), regression_data, tmp_path, "0", TrainerOptions())
     trainer.setup()
     source = trainer.make_training_source(trainer.train_cases)
-    serial = [b["image"] for b in make_loader(source, 7, 0, 3, 6, num_workers=0)]
-    parallel = [b["image"] for b in make_loader(source, 7, 0, 3, 6, num_workers=2)]
-    other_rank = [b["image"] for b in make_loader(source, 7, 1, 3, 6, num_workers=0)]
+    serial = [b["image"] for b in make_loader(source, 7, 0, 3, 6, num_workers=0, world_size=2)]
+    parallel = [b["image"] for b in make_loader(source, 7, 0, 3, 6, num_workers=2, world_size=2)]
+    other_rank = [b["image"] for b in make_loader(source, 7, 1, 3, 6, num_workers=0, world_size=2)]
     assert all(torch.equal(a, b) for a, b in zip(serial, parallel))
     assert not torch.equal(serial[0], other_rank[0])
 

@@ -1,18 +1,21 @@
 """What one training step sees: a batch drawn from the preprocessed cases.
 
-Every source is a picklable callable `source(rng) -> dict of numpy/torch arrays`, run in background
-workers. Randomness comes only from the `rng` passed in (seeded per step by the loader), so a
-step's batch does not depend on worker count or on whether training was resumed.
+Every source is a picklable callable `source(draw) -> dict of numpy/torch arrays`, run in background
+workers. The `draw` (loader.StepDraw) says which cases this rank reads at this step (the dealt case
+stream of case_order: disjoint across ranks, every case once per pass) and holds the RNG of all
+other choices, so a step's batch does not depend on worker count or on whether training was resumed.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
 import torch
 
+from fomo_nn.preprocessing.case_store import PreprocessedCase
+from fomo_nn.training.data.loader import StepDraw
 from fomo_nn.training.data.patches import centered_lower_corner, crop_with_padding, random_lower_corner
-from fomo_nn.training.data.preprocessed import PreprocessedCase
 
 
 class _Augmenter:
@@ -33,7 +36,8 @@ class _Augmenter:
 
 
 class PatchSource:
-    """i.i.d. patches from cases: images (+ masks with foreground oversampling) and scalar targets.
+    """Patches from cases, each case once per pass: images (+ masks with foreground oversampling) and
+    scalar targets.
 
     ``read_seg``: crop the case's CASE_seg.npy too (segmentation targets; a classification case's
     lesion mask when an auxiliary loss needs it) and transform it with the image; off, masks on disk
@@ -72,17 +76,19 @@ class PatchSource:
         sample["label"] = np.float32(np.nan if case.target is None else case.target)
         return sample
 
-    def __call__(self, rng: np.random.Generator) -> dict:
-        picks = rng.integers(len(self.cases), size=self.batch_size)
-        return collate([self.sample(self.cases[i], rng) for i in picks])
+    def __call__(self, draw: StepDraw) -> dict:
+        picks = draw.cases(len(self.cases), draw.samples(self.batch_size))
+        return collate([self.sample(self.cases[i], draw.rng) for i in picks])
 
 
 class SubjectPairSource:
     """Two scans of one subject (another sequence or session) cropped at the same place in the head.
 
-    The crop centre is chosen in image A and mapped through world coordinates into image B, then
-    both are augmented with one shared spatial transform (stacked as channels), so pixel-wise
-    objectives (cross-reconstruction) and global ones (contrastive) both see matching content.
+    Subjects are dealt like cases (each subject once per pass, disjoint across ranks); the two scans
+    are drawn at random among the subject's. The crop centre is chosen in image A and mapped through
+    world coordinates into image B, then both are augmented with one shared spatial transform
+    (stacked as channels), so pixel-wise objectives (cross-reconstruction) and global ones
+    (contrastive) both see matching content.
     """
 
     def __init__(self, cases: list[PreprocessedCase], read_size, batch_size: int, pipeline=None,
@@ -99,16 +105,16 @@ class SubjectPairSource:
             raise ValueError("subject-aware sampling needs subjects with at least two scans; none found")
         self.by_subject = {s: by_subject[s] for s in self.subjects}
 
-    def pick_pair(self, rng: np.random.Generator) -> tuple[PreprocessedCase, PreprocessedCase]:
-        scans = self.by_subject[self.subjects[rng.integers(len(self.subjects))]]
+    def pick_pair(self, subject: str, rng: np.random.Generator) -> tuple[PreprocessedCase, PreprocessedCase]:
+        scans = self.by_subject[subject]
         first = scans[rng.integers(len(scans))]
         others = [c for c in scans if c is not first]
         same = [c for c in others if c.session == first.session]
         pool = same if same and rng.random() < self.prefer_same_session else others
         return first, pool[rng.integers(len(pool))]
 
-    def sample(self, rng: np.random.Generator) -> dict:
-        first, second = self.pick_pair(rng)
+    def sample(self, subject: str, rng: np.random.Generator) -> dict:
+        first, second = self.pick_pair(subject, rng)
         data_a, data_b = first.data(), second.data()
         lower_a = random_lower_corner(data_a.shape, self.read_size, rng)
         centre_world = voxel_to_world(first.properties, lower_a + np.asarray(self.read_size) / 2)
@@ -123,8 +129,9 @@ class SubjectPairSource:
                 "subject": first.subject, "same_session": first.session == second.session,
                 "case_id": first.case_id, "case_id_pair": second.case_id}
 
-    def __call__(self, rng: np.random.Generator) -> dict:
-        return collate([self.sample(rng) for _ in range(self.batch_size)])
+    def __call__(self, draw: StepDraw) -> dict:
+        picks = draw.cases(len(self.subjects), draw.samples(self.batch_size))
+        return collate([self.sample(self.subjects[i], draw.rng) for i in picks])
 
 
 def _index_scale(props: dict) -> np.ndarray:
@@ -144,6 +151,20 @@ def world_to_voxel(props: dict, world) -> np.ndarray:
     ras_index = np.linalg.solve(affine[:3, :3], np.asarray(world, float) - affine[:3, 3])
     lower = np.asarray([b[0] for b in props["crop_bbox"]], float)
     return (ras_index - lower) / _index_scale(props)
+
+
+CASE_LOG_VARIABLE = "FOMO_NN_LOG_CASES"
+
+
+def case_log_requested() -> bool:
+    """FOMO_NN_LOG_CASES=1: training_log.jsonl also lists, per epoch and rank, the scans read (to check
+    how a corpus is split over ranks; with a big corpus the lines get long)."""
+    return os.environ.get(CASE_LOG_VARIABLE, "") == "1"
+
+
+def batch_case_ids(batch: dict) -> list[str]:
+    """The scans a batch was cut from (both scans of every pair)."""
+    return [*batch.get("case_id", []), *batch.get("case_id_pair", [])]
 
 
 def collate(samples: list[dict]) -> dict:

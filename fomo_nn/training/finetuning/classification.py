@@ -7,7 +7,7 @@ setting ``imbalance``:
   case sampled equally often (no case is seen more than others: fewer repeats of the rare class
   in a few-shot regime);
 - ``balanced_sampling``: unweighted CE on batches that hold the classes in turn;
-- ``none``: plain CE, i.i.d. cases.
+- ``none``: plain CE, every case sampled equally often.
 Per epoch, AUROC over validation patches drawn class-balanced (every batch holds both classes, so
 the curve is always defined; AUROC does not depend on prevalence). The final summary uses
 whole-case probabilities (tile-averaged, see fomo_nn.inference.case_prediction).
@@ -44,7 +44,8 @@ IMBALANCE_MODES = ("class_weights", "balanced_sampling", "none")
 
 
 class ClassBalancedPatchSource(PatchSource):
-    """Batches whose elements take the classes in turn (random starting class), cases uniform within a class."""
+    """Batches whose elements take the classes in turn; each class's cases are dealt like PatchSource's
+    (every case of a class once per pass of that class, disjoint across ranks)."""
 
     def __init__(self, cases, labels: list[int], *args, **kwargs):
         super().__init__(cases, *args, **kwargs)
@@ -53,13 +54,14 @@ class ClassBalancedPatchSource(PatchSource):
             by_class.setdefault(int(label), []).append(index)
         self.class_members = [by_class[c] for c in sorted(by_class)]
 
-    def __call__(self, rng: np.random.Generator) -> dict:
-        offset = int(rng.integers(len(self.class_members)))
+    def __call__(self, draw) -> dict:
+        classes = len(self.class_members)
         picks = []
-        for element in range(self.batch_size):
-            members = self.class_members[(offset + element) % len(self.class_members)]
-            picks.append(members[rng.integers(len(members))])
-        return collate([self.sample(self.cases[i], rng) for i in picks])
+        for sample in draw.samples(self.batch_size):  # the rank's k-th sample: class k mod K, its (k div K)-th
+            cls, turn = sample % classes, sample // classes
+            members = self.class_members[cls]
+            picks.append(members[draw.cases(len(members), [turn], cls)[0]])
+        return collate([self.sample(self.cases[i], draw.rng) for i in picks])
 
 
 def lesion_loss(logits: torch.Tensor, segmentation: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """What every self-supervised pretraining trainer shares on top of the base loop.
 
 - the network comes from `build_pretraining_network(plans, method, **settings)`;
-- sampling is stated per method: i.i.d. scans, or pairs of scans of one subject (SubjectPairSource);
+- sampling is stated per method: single scans ("iid": each scan once per shuffled pass, dealt over the
+  ranks), or pairs of scans of one subject (SubjectPairSource);
 - a few subjects are held out for validation (scans of one subject never on both sides);
 - every checkpoint carries the adaptation record (architecture, plans, encoder/stem keys, method
   settings, data provenance), so finetuning rebuilds the same encoder and knows what it was fed;
@@ -20,10 +21,10 @@ from torch import nn
 
 from fomo_nn.networks import adaptation_record, build_pretraining_network
 from fomo_nn import paths
+from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
 from fomo_nn.training.checkpoint import ADAPTATION
 from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
-from fomo_nn.training.data.preprocessed import PreprocessedCase
 from fomo_nn.training.pretraining.provenance import data_provenance
 from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, group_by_subject, split_by_subject
 
