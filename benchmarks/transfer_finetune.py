@@ -70,7 +70,7 @@ def main() -> None:
     predictions = root / "pred" / name / args.name
     predict(["-i", str(root / "raw" / name / "imagesTs"), "-o", str(predictions), "-m", str(model), "--no-tta",
              "--no-progress", "--overwrite"])
-    evaluate(["--task", family, "-r", str(root / "raw" / name / "labelsTs"), "-p", str(predictions),
+    evaluate(["--task-type", family, "-r", str(root / "raw" / name / "labelsTs"), "-p", str(predictions),
               "-o", str(predictions / "summary.json"), "--quiet"])
     scored = json.loads((predictions / "summary.json").read_text())
     test = scored["metrics"]

@@ -70,7 +70,7 @@ def test_report_numbers_equal_a_fresh_evaluation(finished_demo, tmp_path):
     for task in TASKS:
         for model in pipeline.model_names:
             out = tmp_path / f"{task.key}_{model}.json"
-            assert evaluate(["--task", task.family, "-r", str(pipeline.raw(task.folder) / "labelsTs"),
+            assert evaluate(["--task-type", task.family, "-r", str(pipeline.raw(task.folder) / "labelsTs"),
                              "-p", str(pipeline.predictions_dir(task, model)), "-o", str(out), "--quiet"]) == 0
             metrics = json.loads(out.read_text())["metrics"]
             for key in REPORT_COLUMNS:

@@ -49,7 +49,7 @@ def _write_predictions(root, shift, probabilities, ages, skip=()):
 
 def _evaluate(tmp_path, model, task, kind):
     output = tmp_path / "results" / model / f"{task}.json"
-    code = evaluate_main(["--task", task, "-r", str(tmp_path / "ref" / kind), "-p", str(tmp_path / model / kind),
+    code = evaluate_main(["--task-type", task, "-r", str(tmp_path / "ref" / kind), "-p", str(tmp_path / model / kind),
                           "-o", str(output), "--nsd-tolerance", "1.5", "--quiet"])
     assert code == 0
     return json.loads(output.read_text())
@@ -119,7 +119,7 @@ def test_the_regression_fill_in_does_not_read_the_reference(tmp_path):
         for case, age in zip("abc", targets):
             (reference / f"{case}.txt").write_text(str(age))
         output = tmp_path / f"{targets[0]}.json"
-        assert evaluate_main(["--task", "regression", "-r", str(reference), "-p", str(predictions), "-o", str(output),
+        assert evaluate_main(["--task-type", "regression", "-r", str(reference), "-p", str(predictions), "-o", str(output),
                               "--quiet"]) == 0
         fills.append(next(r["prediction"] for r in json.loads(output.read_text())["per_case"] if r["case_id"] == "c"))
     assert fills == [40.0, 40.0]
@@ -137,7 +137,7 @@ def _empty_pair_case(root):
 def test_empty_pair_policy_is_an_option_and_recorded(tmp_path, policy, empty_dice, mean_dice):
     _empty_pair_case(tmp_path)
     output = tmp_path / "summary.json"
-    assert evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
+    assert evaluate_main(["--task-type", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
                           "-o", str(output), "--empty-pair", policy, "--quiet"]) == 0
     summary = json.loads(output.read_text())
     record = next(r for r in summary["per_case"] if r["case_id"] == "e")
@@ -150,7 +150,7 @@ def test_empty_pair_policy_is_an_option_and_recorded(tmp_path, policy, empty_dic
 def test_unknown_empty_pair_policy_is_refused(tmp_path, capsys):
     _empty_pair_case(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
+        evaluate_main(["--task-type", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
                        "--empty-pair", "ignore"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'ignore'" in capsys.readouterr().err
@@ -162,7 +162,7 @@ def test_rank_ranks_excluded_cases_and_refuses_mixed_empty_pair_policies(tmp_pat
     _save(tmp_path / "worse" / "f.nii.gz", _cube((11, 10, 4)))
     for model in ("pred", "worse"):
         for policy in ("score", "exclude"):
-            assert evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / model),
+            assert evaluate_main(["--task-type", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / model),
                                   "-o", str(tmp_path / policy / model / "segmentation.json"), "--empty-pair", policy,
                                   "--quiet"]) == 0
     report = tmp_path / "report"
@@ -202,6 +202,20 @@ def test_evaluate_reports_bad_input_with_the_file_name(tmp_path, capsys):
     prediction.mkdir()
     (prediction / "sub_1.txt").write_text("0.4")
     (prediction / "sub_2.txt").write_text("yes")
-    code = evaluate_main(["--task", "classification", "-r", str(tmp_path / "ref" / "cls"), "-p", str(prediction)])
+    code = evaluate_main(["--task-type", "classification", "-r", str(tmp_path / "ref" / "cls"), "-p", str(prediction)])
     assert code == 1
     assert "sub_2.txt: expected one number, found 'yes'" in capsys.readouterr().err
+
+
+def test_task_is_the_fomo25_task_number_as_in_convert_and_predict(tmp_path, capsys):
+    """--task 2 means FOMO25 task 2 (segmentation) here too; the task type has its own flag."""
+    _empty_pair_case(tmp_path)
+    by_number, by_type = tmp_path / "number.json", tmp_path / "type.json"
+    assert evaluate_main(["--task", "2", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
+                          "-o", str(by_number), "--quiet"]) == 0
+    assert evaluate_main(["--task-type", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
+                          "-o", str(by_type), "--quiet"]) == 0
+    assert json.loads(by_number.read_text()) == json.loads(by_type.read_text())
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred")])
+    assert exit_info.value.code == 2 and "invalid int value: 'segmentation'" in capsys.readouterr().err

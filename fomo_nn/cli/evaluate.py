@@ -8,6 +8,7 @@ from pathlib import Path
 from fomo_nn.evaluation.policies import DEFAULT_EMPTY_PAIR, EMPTY_PAIR_POLICIES
 from fomo_nn.evaluation.scoring import DEFAULT_NSD_TOLERANCE_MM, evaluate
 from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS
+from fomo_nn.fomo25.tasks import TASK_RULES
 
 LAYOUTS = """layouts (REF and PRED; case ids must match):
   CASE.nii.gz / CASE.txt files in one folder (what fomo_nn_predict writes)
@@ -29,7 +30,11 @@ def default_output(prediction: Path) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fomo_nn_evaluate", description=__doc__, epilog=LAYOUTS,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=TASKS)
+    # --task is a FOMO25 task number, as in fomo_nn_convert fomo-task and fomo_nn_predict
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task-type", choices=TASKS, help="the task type scored")
+    which.add_argument("--task", type=int, choices=sorted(TASK_RULES),
+                       help="FOMO25 task number: " + ", ".join(f"{n} = {r.task_type}" for n, r in TASK_RULES.items()))
     parser.add_argument("-r", "--reference", required=True, type=Path, help="reference folder or CSV")
     parser.add_argument("-p", "--prediction", required=True, type=Path, help="prediction folder or CSV")
     parser.add_argument("-o", "--output", type=Path, help="summary JSON (default: PRED/summary.json)")
@@ -53,15 +58,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.nsd_tolerance < 0:
         parser.error(f"--nsd-tolerance must be >= 0, got {args.nsd_tolerance}")
+    task_type = args.task_type or TASK_RULES[args.task].task_type
     try:
-        summary = evaluate(args.task, args.reference, args.prediction, args.nsd_tolerance, args.positive_class,
+        summary = evaluate(task_type, args.reference, args.prediction, args.nsd_tolerance, args.positive_class,
                            progress=not args.quiet, empty_pair=args.empty_pair)
         output = summary.save(args.output or default_output(args.prediction))
     except (ValueError, OSError) as error:  # BadInputError is a ValueError naming the file
         print(f"fomo_nn_evaluate: error: {error}", file=sys.stderr)
         return 1
-    labels = {spec.key: spec.label for spec in TASK_METRICS[args.task]}
-    print(f"{args.task}: {len(summary.per_case)} cases, "
+    labels = {spec.key: spec.label for spec in TASK_METRICS[task_type]}
+    print(f"{task_type}: {len(summary.per_case)} cases, "
           + ", ".join(f"{labels[key]} " + ("none scored" if value is None else f"{value:.4f}")
                       for key, value in summary.metrics.items()))
     excluded = summary.to_dict().get("num_excluded")

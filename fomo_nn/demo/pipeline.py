@@ -255,7 +255,7 @@ class DemoPipeline:
 
         for task in TASKS:
             for model in self.model_names:
-                _check(evaluate(["--task", task.family, "-r", str(self.raw(task.folder) / "labelsTs"),
+                _check(evaluate(["--task-type", task.family, "-r", str(self.raw(task.folder) / "labelsTs"),
                                  "-p", str(self.predictions_dir(task, model)),
                                  "-o", str(self.summary_path(task, model)), "--quiet"]),
                        f"evaluation of {task.key} with {model}")
