@@ -7,6 +7,9 @@ fomo_nn.planning and fomo_nn.preprocessing).
     fomo_nn_plan_and_preprocess -d 1 --no-preprocess        then, per array job:
     fomo_nn_preprocess -d 1 --shard $I/$N -np 8
     fomo_nn_plan_and_preprocess -d 2 -np 2 --base-features 8 --max-features 32 --max-patch 32   (tiny CPU run)
+
+One run writes a dataset at a time (the shards of one array job side by side); a second is refused
+naming the first. A full disk stops the run; rerun after freeing space to resume.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from fomo_nn.preprocessing.dataset_cases import format_problems
 from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, SCHEMES
 from fomo_nn.preprocessing.parallel import WorkerDiedError
 from fomo_nn.preprocessing.sharding import parse_shard
+from fomo_nn.utils.files import NoSpaceLeftError
+from fomo_nn.utils.run_lock import RunLockedError
 
 
 def _default_workers() -> int:
@@ -149,11 +154,35 @@ def _preprocess(args) -> int:
     return 0 if report.ok or args.skip_bad else 1
 
 
+def _as_dataset_writer(step):
+    """`step` run holding the dataset's lock (steps nested inside it, e.g. the preprocessing, go on holding it)."""
+    def run(args) -> int:
+        from fomo_nn.preprocessing.runner import dataset_lock
+
+        with dataset_lock(_folders(args.dataset)[1]):
+            return step(args)
+
+    return run
+
+
+def _fingerprint_plan_preprocess(args) -> int:
+    status = _run(_fingerprint, args)
+    if not getattr(args, "fingerprint_done", False):
+        return status
+    plan_status = _run(_plan, args)
+    if plan_status or args.no_preprocess:
+        return plan_status or status
+    return _run(_preprocess, args) or status
+
+
 def _run(step, args) -> int:
     try:
         return step(args)
-    except (BadInputError, WorkerDiedError, FileNotFoundError, ValueError) as error:
+    except (BadInputError, WorkerDiedError, FileNotFoundError, ValueError, RunLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except NoSpaceLeftError as error:
+        print(f"error: {error}; free space and rerun: finished cases are kept and skipped", file=sys.stderr)
         return 1
 
 
@@ -172,13 +201,7 @@ def main(argv=None) -> int:
     if args.shard:
         _say("--shard: using the existing fingerprint and plans.json, preprocessing this shard only")
         return _run(_preprocess, args)
-    status = _run(_fingerprint, args)
-    if not getattr(args, "fingerprint_done", False):
-        return status
-    plan_status = _run(_plan, args)
-    if plan_status or args.no_preprocess:
-        return plan_status or status
-    return _run(_preprocess, args) or status
+    return _run(_as_dataset_writer(_fingerprint_plan_preprocess), args)
 
 
 def main_fingerprint(argv=None) -> int:
@@ -188,14 +211,14 @@ def main_fingerprint(argv=None) -> int:
     _add_workers(parser)
     _add_fingerprint(parser)
     parser.add_argument("--skip-bad", action="store_true", help="exit 0 even if some cases are bad")
-    return _run(_fingerprint, parser.parse_args(argv))
+    return _run(_as_dataset_writer(_fingerprint), parser.parse_args(argv))
 
 
 def main_plan(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fomo_nn_plan", description="Write plans.json from the fingerprint.")
     _add_dataset(parser)
     _add_planner(parser)
-    return _run(_plan, parser.parse_args(argv))
+    return _run(_as_dataset_writer(_plan), parser.parse_args(argv))
 
 
 def main_preprocess(argv=None) -> int:

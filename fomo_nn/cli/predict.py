@@ -23,7 +23,8 @@ outputs: segmentation CASE.nii.gz in the input's exact grid (+ CASE.npz and CASE
 (case_id,value). Cases whose outputs exist are skipped unless --overwrite. A bad case is reported and the
 others are still predicted; the exit status is 1 when any case failed. OUT is created and test-written before
 any model or case is read, and must lie outside IN (a rerun would read the outputs as a new case). A full disk
-stops the run ("no space left on <path>"); rerun after freeing space to predict the rest.
+stops the run ("no space left on <path>"); rerun after freeing space to predict the rest. One run writes OUT at a
+time: a second run into it is refused, naming the first.
 """
 
 
@@ -89,10 +90,8 @@ def output_folder_problem(input_dir: str, output_dir: str) -> str | None:
 
 
 def run_folder_mode(args, parser) -> int:
-    from fomo_nn.inference.inputs import discover_cases
-    from fomo_nn.inference.model_folder import load_ensemble, model_folder_from_dataset
-    from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
-    from fomo_nn.utils.device import choose_device
+    from fomo_nn.inference.predictor import output_folder_lock
+    from fomo_nn.utils.run_lock import RunLockedError
 
     if not 0 < args.step <= 1:
         parser.error(f"--step must be in (0, 1], got {args.step}")
@@ -102,6 +101,21 @@ def run_folder_mode(args, parser) -> int:
     if problem:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
+    try:
+        with output_folder_lock(args.output):  # before any model is read: a busy OUT is refused at once
+            return predict_folder(args)
+    except RunLockedError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def predict_folder(args) -> int:
+    """Folder mode once OUT is checked and held: load the model, find the cases, predict."""
+    from fomo_nn.inference.inputs import discover_cases
+    from fomo_nn.inference.model_folder import load_ensemble, model_folder_from_dataset
+    from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
+    from fomo_nn.utils.device import choose_device
+
     try:
         model_dir = args.model_dir or model_folder_from_dataset(args.dataset, args.trainer, args.plans_name,
                                                                 args.configuration, tag=args.tag)

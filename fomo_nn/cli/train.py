@@ -6,6 +6,8 @@ import json
 import sys
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import NoSpaceLeftError
+from fomo_nn.utils.run_lock import RunLockedError
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -86,8 +88,12 @@ def main(argv=None) -> int:
                        continue_training=args.continue_training, overwrite=args.overwrite, pretrained=args.pretrained,
                        allow_partial=args.allow_partial, method=dict(args.settings), training=training,
                        probe_datasets=args.probe_datasets, probe_every=args.probe_every)
-    except (BadInputError, FileNotFoundError, KeyError, ValueError) as error:
+    except (BadInputError, FileNotFoundError, KeyError, ValueError, RunLockedError) as error:
         print(f"fomo_nn_train: error: {error}", file=sys.stderr)
+        return 2
+    except NoSpaceLeftError as error:
+        print(f"fomo_nn_train: error: {error}; the last checkpoint written is intact: free space and resume with "
+              "--continue", file=sys.stderr)
         return 2
     print(output)
     return 0

@@ -6,7 +6,8 @@ volumes between processes). Folds are ensembled by averaging what they output: c
 probabilities per voxel (segmentation), class probabilities (classification), values in the
 target's unit (regression). A bad case is reported with its reason and the run goes on; a full
 disk stops the run with one message (every later case would fail the same way), keeping what was
-written, so a rerun after freeing space resumes with the unfinished cases.
+written, so a rerun after freeing space resumes with the unfinished cases. One run writes an output
+folder at a time (`output_folder_lock`): a second would race the first over predictions.csv.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from fomo_nn.io import BadInputError
 from fomo_nn.io.image_io import file_ending
 from fomo_nn.preprocessing.case_preprocessing import preprocess_loaded
 from fomo_nn.utils.files import is_no_space, no_space_error
+from fomo_nn.utils.run_lock import RunLock
 
 
 @dataclass
@@ -69,6 +71,11 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return not self.failed and self.stopped is None
+
+
+def output_folder_lock(output_dir: str | Path) -> RunLock:
+    """The one-writer lock of a prediction output folder (RunLockedError names the running holder)."""
+    return RunLock(output_dir, "predict", "fomo_nn prediction", advice="or predict into another output folder")
 
 
 def cpu_supports_bf16() -> bool:
@@ -144,8 +151,12 @@ class EnsemblePredictor:
 
     # ---------------------------------------------------------------------------------- many cases
     def predict_folder_cases(self, cases: list[InferenceCase], output_dir: str | Path) -> RunReport:
-        """Predict into `output_dir` (CASE outputs + predictions.csv for classification/regression)."""
-        output_dir = Path(output_dir)
+        """Predict into `output_dir` (CASE outputs + predictions.csv for classification/regression), as its one
+        writer."""
+        with output_folder_lock(output_dir):
+            return self._predict_folder_cases(cases, Path(output_dir))
+
+    def _predict_folder_cases(self, cases: list[InferenceCase], output_dir: Path) -> RunReport:
         output_dir.mkdir(parents=True, exist_ok=True)
         csv_path = output_dir / export.CSV_NAME if self.task_type != "segmentation" else None
         header = export.csv_header(self.plans)

@@ -4,11 +4,20 @@ A worker killed by the out-of-memory killer makes `ProcessPoolExecutor` raise Br
 on every pending future; we turn that into WorkerDiedError listing the items that were in flight
 (one of them is the culprit) instead of hanging. Only a few items per worker are in flight at a
 time, so that list stays short and a 60K-item run does not queue 60K futures.
+
+The other way round, workers outlive a parent killed with `kill -9` (their queues never close, so
+they would wait forever): each worker exits as soon as its parent is gone, by PR_SET_PDEATHSIG on
+Linux (immediate, even inside a long C call) and a watchdog thread everywhere (polls the parent).
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -18,6 +27,8 @@ from tqdm import tqdm
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 IN_FLIGHT_PER_WORKER = 2
+PARENT_POLL_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkerDiedError(RuntimeError):
@@ -66,11 +77,35 @@ def run_parallel(function: Callable, items: Sequence, keys: Sequence[str], num_w
         bar.close()
 
 
+def exit_with_parent(parent_pid: int, death_signal: bool) -> None:
+    """Worker initializer: end this worker when `parent_pid` dies.
+
+    `death_signal` only when the pool was made in the parent's main thread: Linux sends the signal
+    when the *thread* that started the worker ends, which for the main thread means the process.
+    """
+    if death_signal and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl here: the watchdog below still ends the worker
+    if os.getppid() != parent_pid:  # the parent died before this worker got here
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)  # orphaned: nobody will read our results
+
+
 def _run_in_pool(function, items, keys, num_workers, bar):
     pending_items = iter(zip(keys, items))
     in_flight = {}
+    death_signal = threading.current_thread() is threading.main_thread()
     with single_threaded_children(), ProcessPoolExecutor(
-            max_workers=num_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            max_workers=num_workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent, initargs=(os.getpid(), death_signal)) as pool:
         try:
             _top_up(pool, function, pending_items, in_flight, num_workers * IN_FLIGHT_PER_WORKER)
             while in_flight:

@@ -4,6 +4,10 @@ Cluster workflow (60K scans): plan once, then one array job per shard, e.g.
     fomo_nn_plan_and_preprocess -d 1 --no-preprocess
     fomo_nn_preprocess -d 1 --shard $SLURM_ARRAY_TASK_ID/64 -np 8     # array=0-63
 Shards never touch each other's cases; a rerun of any shard skips its finished cases.
+
+One writer per dataset (`dataset_lock`): a whole run writes alone, the shards of one array job (one
+N, one plans.json) side by side; anything else is refused with the running holder named. A full
+disk stops the run ("no space left on <path>"), every finished case kept for the rerun.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ from fomo_nn.preprocessing.case_store import (expects_seg, is_case_finished, pre
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases, format_problems
 from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.preprocessing.sharding import Shard, select_shard
-from fomo_nn.utils.files import write_bytes_atomic
+from fomo_nn.utils.files import is_no_space, no_space_error, write_bytes_atomic
+from fomo_nn.utils.run_lock import RunLock
+
+LOCK_NAME = "preprocess"
 
 
 @dataclass
@@ -50,6 +57,17 @@ class _Job:
     signature: str
 
 
+def dataset_lock(preprocessed_dir: str | Path, shard: Shard | None = None, signature: str | None = None) -> RunLock:
+    """The one-writer rule of a preprocessed dataset: a whole run (fingerprint, plan, preprocess) holds it
+    alone; shards share it when their count and preprocessing signature agree (one array job), and two
+    runs of one shard, a whole run, or shards of other plans refuse each other."""
+    if shard is None:
+        return RunLock(preprocessed_dir, LOCK_NAME, "fomo_nn preprocessing")
+    return RunLock(preprocessed_dir, LOCK_NAME, "fomo_nn preprocessing", label=f"shard {shard}",
+                   shared=f"{shard.count} shards, preprocessing signature {signature}",
+                   advice="the shards of one array job must share N and plans.json")
+
+
 def copy_dataset_json(raw_dir: Path, preprocessed_dir: Path) -> None:
     write_bytes_atomic(preprocessed_dir / "dataset.json", (raw_dir / "dataset.json").read_bytes())
 
@@ -61,7 +79,7 @@ def case_properties(case: Case, properties: dict) -> dict:
 
 
 def preprocess_one(job: _Job) -> CaseProblem | None:
-    """Worker entry: preprocess and write one case; a bad case is returned, never raised."""
+    """Worker entry: preprocess and write one case; a bad case is returned, only a full disk raised."""
     case = job.case
     try:
         remove_stale_temporaries(job.folder, case.case_id)
@@ -71,21 +89,33 @@ def preprocess_one(job: _Job) -> CaseProblem | None:
         del loaded
         write_case(job.folder, case.case_id, data, seg, case_properties(case, properties), job.signature)
     except Exception as error:  # reported per case; one bad scan must not stop 60K others
+        if is_no_space(error):  # but a full disk fails every case after it: stop the run
+            raise no_space_error(error, job.folder) from None
         return CaseProblem.from_error(case.case_id, error)
     return None
 
 
 def preprocess_dataset(raw_dir: str | Path, preprocessed_dir: str | Path, num_workers: int = 1,
                        shard: Shard | None = None, progress: bool = True) -> PreprocessReport:
-    """Preprocess every (shard's) case that is not finished yet, per preprocessed_dir/plans.json."""
-    started = time.perf_counter()
+    """Preprocess every (shard's) case that is not finished yet, per preprocessed_dir/plans.json, as the
+    dataset's writer (RunLockedError while another run writes it)."""
     raw_dir, preprocessed_dir = Path(raw_dir), Path(preprocessed_dir)
+    signature = preprocessing_signature(load_plans(preprocessed_dir))
+    with dataset_lock(preprocessed_dir, shard, signature):
+        return _preprocess_locked(raw_dir, preprocessed_dir, num_workers, shard, progress, signature)
+
+
+def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, shard: Shard | None, progress: bool,
+                       signature: str) -> PreprocessReport:
+    started = time.perf_counter()
     plans = load_plans(preprocessed_dir)
+    if preprocessing_signature(plans) != signature:  # re-planned between our read and our lock
+        raise ValueError(f"{preprocessed_dir / 'plans.json'} changed while this run started (another run planned "
+                         "again); rerun")
     spec, cases, listing_problems = dataset_cases(raw_dir)
     copy_dataset_json(raw_dir, preprocessed_dir)
     folder = preprocessed_dir / plans.configuration
     folder.mkdir(parents=True, exist_ok=True)
-    signature = preprocessing_signature(plans)
     by_id = {case.case_id: case for case in cases}
     report = PreprocessReport(problems=listing_problems if shard is None or shard.index == 0 else [])
     needs_seg = expects_seg(plans)

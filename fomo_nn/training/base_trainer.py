@@ -23,16 +23,17 @@ from tqdm import tqdm
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
+from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases
 from fomo_nn.training.checkpoint import (TrainingCheckpoint, capture_rng_state, load_checkpoint, remove_partial_files,
                                          restore_rng_state, save_checkpoint)
-from fomo_nn.training.data.batch_sources import PatchSource
+from fomo_nn.training.data.batch_sources import PatchSource, batch_case_ids, case_log_requested
 from fomo_nn.training.data.loader import make_loader, step_seed
-from fomo_nn.training.data.preprocessed import PreprocessedCase, list_preprocessed_cases
 from fomo_nn.training.distributed import init_distributed
 from fomo_nn.training.progress_log import ProgressLog
 from fomo_nn.training.schedules import lr_multiplier
 from fomo_nn.utils.device import choose_device
-from fomo_nn.utils.files import write_json_atomic
+from fomo_nn.utils.files import is_no_space, no_space_error, write_json_atomic
+from fomo_nn.utils.run_lock import RunLock
 from fomo_nn.utils.strict_keys import check_known_keys
 
 VALIDATION_STREAM = 1
@@ -261,10 +262,10 @@ class BaseTrainer(ABC):
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def setup(self) -> None:
+        cases = list_cases(self.preprocessed_dir / self.plans.configuration, self.plans)  # stale data: before any write
         resume_state = self._claim_output_folder()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._seed_everything()
-        cases = list_preprocessed_cases(self.preprocessed_dir / self.plans.configuration)
         self.train_cases, self.val_cases = self.split_cases(cases)
         self.network = self.build_network().to(self.device)
         self.initialize_weights()
@@ -367,7 +368,8 @@ class BaseTrainer(ABC):
     def _validation_batches(self) -> list[dict]:
         source = self.make_validation_source(self.val_cases)
         steps = max(1, self.training.validation_iterations)
-        loader = make_loader(source, self.seed, self.dist.rank, 0, steps, num_workers=0, stream=VALIDATION_STREAM)
+        loader = make_loader(source, self.seed, self.dist.rank, 0, steps, num_workers=0, stream=VALIDATION_STREAM,
+                             world_size=self.dist.world_size)
         rng_state = capture_rng_state()  # in-process loading reseeds the global generators
         batches = list(loader)
         restore_rng_state(rng_state)
@@ -397,12 +399,28 @@ class BaseTrainer(ABC):
         return float(loss.detach()), {**metrics, "grad_norm": float(grad_norm)}
 
     def run(self) -> Path:
+        """Train as the fold folder's one writer (RunLockedError while another training writes it; under DDP
+        rank 0 holds the lock for all). A full disk anywhere in the run is NoSpaceLeftError: the last
+        checkpoint written stays intact for --continue."""
+        lock = (RunLock(self.output_dir, "train", "fomo_nn training", advice="or train into another fold folder "
+                        "(--output or --tag)") if self.dist.is_main else nullcontext())
+        try:
+            with lock:
+                return self._train()
+        except OSError as error:
+            if is_no_space(error):
+                raise no_space_error(error, self.output_dir) from None
+            raise
+
+    def _train(self) -> Path:
         self.setup()
         epochs = self.training.epochs
         validation_batches = self._validation_batches() if self.val_cases else []
         first = self.start_epoch * self.steps_per_epoch
         loader = make_loader(self.make_training_source(self.train_cases), self.seed, self.dist.rank, first,
-                             self.total_steps, self.training.num_workers, pin_memory=self.device.type == "cuda")
+                             self.total_steps, self.training.num_workers, pin_memory=self.device.type == "cuda",
+                             world_size=self.dist.world_size)
+        case_log = [] if case_log_requested() else None
         batches = iter(loader)
         self.on_train_start()
         show_bar = self.options.progress_bar if self.options.progress_bar is not None else sys.stderr.isatty()
@@ -415,7 +433,10 @@ class BaseTrainer(ABC):
                        disable=not (show_bar and self.dist.is_main))
             for index in bar:
                 step = epoch * self.steps_per_epoch + index
-                loss, metrics = self.train_step(next(batches), step)
+                batch = next(batches)
+                if case_log is not None:
+                    case_log += batch_case_ids(batch)
+                loss, metrics = self.train_step(batch, step)
                 losses.append(loss)
                 for key, value in metrics.items():
                     diagnostics.setdefault(key, []).append(value)
@@ -423,6 +444,8 @@ class BaseTrainer(ABC):
             record = {"epoch": epoch, "train_loss": self.dist.mean(float(np.mean(losses))),
                       "lr": self.optimizer.param_groups[0]["lr"],
                       **{f"train_{k}": self.dist.mean(float(np.mean(v))) for k, v in diagnostics.items()}}
+            if case_log is not None:
+                record["case_ids"], case_log = self.dist.gather_objects(case_log), []  # one list per rank
             if validation_batches:
                 record.update(self.validate(validation_batches))
                 record["val_metric"], record["val_metric_name"] = record.get(self.metric_name), self.metric_name

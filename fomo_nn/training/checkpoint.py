@@ -4,6 +4,8 @@ This module owns the checkpoint's keys: every reader and writer names them throu
 below, and a training checkpoint is built and read through `TrainingCheckpoint` (to_dict/from_dict),
 which refuses a missing required key or an unknown one with an error naming the file and the key.
 The on-disk layout is a plain dict with these key names (loadable with weights_only=True).
+A save that hits a full disk is NoSpaceLeftError naming the checkpoint; the previous file of that
+name stays as it was, and no temporary is left behind.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.utils.files import write_atomically
+from fomo_nn.utils.files import NoSpaceLeftError, write_atomically
 from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys
 
 # ---------------------------------------------------------------- the keys of a checkpoint file
@@ -109,7 +111,22 @@ def adaptation_entry(state: dict) -> dict | None:
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    return write_atomically(path, lambda temp: torch.save(state, temp), ".pth.part")
+    def save(temp: Path) -> None:
+        try:
+            torch.save(state, temp)
+        except RuntimeError as error:
+            if is_torch_write_failure(error):
+                raise NoSpaceLeftError(path) from None
+            raise
+
+    return write_atomically(path, save, ".pth.part")
+
+
+def is_torch_write_failure(error: RuntimeError) -> bool:
+    """torch.save's C++ writer reports a full disk (or quota) as an enforce failure of inline_container.cc,
+    e.g. 'unexpected pos 704 vs 598' or 'PytorchStreamWriter failed writing file data/0: file write failed'."""
+    text = str(error)
+    return "inline_container" in text and ("unexpected pos" in text or "failed writing" in text)
 
 
 def remove_partial_files(folder: str | Path) -> list[Path]:

@@ -1,7 +1,8 @@
 """Per-epoch metrics: a JSON-lines log and a progress.png a person can glance at.
 
 Pretraining with an online probe also keeps ``online_probe.jsonl`` (one row per measurement, the
-first before any step) and plots its curves beside the loss.
+first before any step) and plots its curves beside the loss. A full disk is NoSpaceLeftError naming
+the file; rewrites (a truncated log, the plot) are atomic, so the old file stays whole.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import is_no_space, no_space_error, write_atomically, write_text_atomic
 
 
 class ProgressLog:
@@ -27,22 +29,20 @@ class ProgressLog:
     def truncate_after(self, epoch: int) -> None:
         """Forget epochs a resumed run will redo (they were logged after the checkpoint)."""
         self.records = [r for r in self.records if r["epoch"] < epoch]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
         # probe row k was measured after k finished epochs: rows up to `epoch` stay
         self.probe_records = [r for r in self.probe_records if r["epochs_done"] <= epoch]
         if self.probe_path.is_file():
-            self.probe_path.write_text("".join(json.dumps(r) + "\n" for r in self.probe_records))
+            write_text_atomic(self.probe_path, "".join(json.dumps(r) + "\n" for r in self.probe_records))
 
     def append(self, record: dict) -> None:
         self.records.append(record)
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        _append_line(self.path, record)
 
     def append_probe(self, record: dict) -> None:
         """One online-probe measurement: {'epochs_done', 'step', 'probe_<dataset>_<metric>': value, ...}."""
         self.probe_records.append(record)
-        with open(self.probe_path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        _append_line(self.probe_path, record)
 
     def plot(self) -> None:
         import matplotlib
@@ -76,8 +76,10 @@ class ProgressLog:
         if self.probe_records:
             self._plot_probe(axes[3])
         fig.tight_layout()
-        fig.savefig(self.plot_path, dpi=80)
-        plt.close(fig)
+        try:
+            write_atomically(self.plot_path, lambda temp: fig.savefig(temp, dpi=80, format="png"), ".png.part")
+        finally:
+            plt.close(fig)
 
     def _plot_probe(self, axis) -> None:
         """Online-probe curves against finished epochs (0 = the encoder before any step)."""
@@ -88,6 +90,18 @@ class ProgressLog:
         axis.set_xlabel("epochs done (0 = before training)")
         axis.set_title("online probe (in-domain CV)")
         axis.legend(fontsize=7)
+
+
+def _append_line(path: Path, record: dict) -> None:
+    """One JSON line at the end of `path` (a write cut short by a full disk or a kill is a torn last line,
+    which `_read_jsonl` drops on resume)."""
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as error:
+        if is_no_space(error):
+            raise no_space_error(error, path) from None
+        raise
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -41,9 +42,18 @@ class NoSpaceLeftError(OSError):
     def __str__(self) -> str:
         return f"no space left on {self.path}"
 
+    def __reduce__(self):  # survives the trip from a worker process (OSError's own reduce passes 2 args)
+        return type(self), (self.path,)
+
+
+# numpy's tofile/np.save cut short by a full disk: an OSError without errno, e.g. "59334 requested and 3040 written"
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+
 
 def is_no_space(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+    if not isinstance(error, OSError):
+        return False
+    return error.errno == errno.ENOSPC or (error.errno is None and bool(_SHORT_WRITE.match(str(error))))
 
 
 def no_space_error(error: OSError, fallback_path) -> NoSpaceLeftError:
