@@ -25,11 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOOKS = ("network", "predict", "export")
 EVALUATION_HOOKS = ("score", "resampled_metrics", "permutation_pvalues")
 # modules whose task branches read the table; no task name may be compared there again
-CONVERTED = ["fomo_nn/planning", "fomo_nn/evaluation", "fomo_nn/probing", "fomo_nn/networks/builders.py",
-             "fomo_nn/inference/export.py", "fomo_nn/inference/case_prediction.py",
-             "fomo_nn/inference/model_folder.py", "fomo_nn/training/finetuning/splits.py",
-             "fomo_nn/training/finetuning/pretrained.py", "fomo_nn/training/registry.py", "fomo_nn/demo/budget.py",
-             "fomo_nn/demo/report.py", "fomo_nn/cli/evaluate.py"]
+CONVERTED = ["fomo_nn", "container"]  # the library (but the table itself) and the container
 NAMES = "classification|segmentation|regression|pretraining"
 COMPARISON = re.compile(rf"""[=!]= *["']({NAMES})["']|["']({NAMES})["'] *[=!]=|in *\(["']({NAMES})""")
 
@@ -73,6 +69,8 @@ def test_converted_modules_compare_no_task_names():
     for entry in CONVERTED:
         path = ROOT / entry
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            if file.is_relative_to(ROOT / "fomo_nn" / "tasks"):
+                continue
             for number, line in enumerate(file.read_text().splitlines(), 1):
                 if COMPARISON.search(line):
                     found.append(f"{file.relative_to(ROOT)}:{number}: {line.strip()}")

@@ -31,6 +31,7 @@ from fomo_nn.inference.model_folder import ModelEnsemble
 from fomo_nn.io import BadInputError
 from fomo_nn.io.image_io import file_ending
 from fomo_nn.preprocessing.case_preprocessing import preprocess_loaded
+from fomo_nn.tasks import task_kind
 from fomo_nn.utils.files import is_no_space, no_space_error
 from fomo_nn.utils.run_lock import RunLock
 
@@ -47,7 +48,7 @@ class PredictionSettings:
     cpu_bf16: bool = False  # bf16 autocast on CPU too (CUDA always runs bf16); opt-in: outputs differ slightly
 
     def tta_for(self, task_type: str) -> bool:
-        return (task_type == "segmentation") if self.tta is None else bool(self.tta)
+        return task_kind(task_type).tta if self.tta is None else bool(self.tta)
 
 
 @dataclass
@@ -138,12 +139,7 @@ class EnsemblePredictor:
         return float(total) / count
 
     def export(self, prepared: PreparedCase, prediction, outputs: export.CaseOutputs) -> dict | None:
-        if self.task_type == "segmentation":
-            export.export_segmentation(prediction, prepared.properties, self.plans, outputs)
-            return None
-        if self.task_type == "classification":
-            return export.export_classification(prediction, prepared.case.case_id, self.plans, outputs)
-        return export.export_regression(prediction, prepared.case.case_id, outputs)
+        return export.export_case(prediction, prepared.case.case_id, prepared.properties, self.plans, outputs)
 
     def outputs_for(self, case: InferenceCase, output_dir: Path) -> export.CaseOutputs:
         ending = file_ending(case.image_files[0]) if case.image_files else ".nii.gz"
@@ -158,7 +154,7 @@ class EnsemblePredictor:
 
     def _predict_folder_cases(self, cases: list[InferenceCase], output_dir: Path) -> RunReport:
         output_dir.mkdir(parents=True, exist_ok=True)
-        csv_path = output_dir / export.CSV_NAME if self.task_type != "segmentation" else None
+        csv_path = output_dir / export.CSV_NAME if export.writes_csv(self.plans) else None
         header = export.csv_header(self.plans)
         rows = export.read_predictions_csv(csv_path, header) if csv_path else {}
         order = [c.case_id for c in cases]

@@ -12,10 +12,6 @@ POOLING = ("bottleneck", "all_stages")
 # the one default of the pooled heads' `pool` setting: every stage pooled (instance norm leaves the pooled
 # bottleneck alone nearly constant across scans, which starves few-shot heads); 'bottleneck' = FOMO25 baseline
 DEFAULT_POOL = "all_stages"
-# method settings (plans.method / --set) that build_finetuning_network reads, by task
-NETWORK_SETTINGS = {"segmentation": ("fusion_weighting", "deep_supervision"),
-                    "classification": ("fusion_weighting", "pool", "head_dropout"),
-                    "regression": ("fusion_weighting", "pool", "head_dropout")}
 
 
 class SegmentationNet(EncoderModel):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.tasks import VOXELS, TaskKind, task_kind
 from fomo_nn.utils.files import write_json_atomic
 from fomo_nn.utils.strict_keys import check_known_keys
 
@@ -125,7 +126,11 @@ class Plans:
     @property
     def voxel_labels(self) -> dict[str, int] | None:
         """The label map preprocessed into CASE_seg.npy: segmentation labels or auxiliary labels (None: no mask)."""
-        return self.labels if self.task_type == "segmentation" else self.auxiliary_labels
+        return self.labels if self.kind.target == VOXELS else self.auxiliary_labels
+
+    @property
+    def kind(self) -> TaskKind:
+        return task_kind(self.task_type)
 
     def to_json(self) -> dict:
         return asdict(self)

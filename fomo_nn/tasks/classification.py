@@ -27,5 +27,5 @@ CLASSIFICATION = TaskKind(
         resampled_metrics="fomo_nn.evaluation.resampled:resampled_auroc",
         permutation_pvalues="fomo_nn.evaluation.permutation:auroc_pvalues",
         class_reference=True),
-    probe_metrics=("auroc",),
+    probe_metrics=("auroc",), network_settings=("fusion_weighting", "pool", "head_dropout"),
 )

@@ -86,6 +86,7 @@ class TaskKind:
     export: str | None = None  # hook
     evaluation: Evaluation | None = None  # None: fomo_nn_evaluate and fomo_nn_rank do not score it
     probe_metrics: tuple[str, ...] = ()  # frozen-feature probe columns, headline first; (): not probed
+    network_settings: tuple[str, ...] = ()  # plans.method / --set keys the network hook reads
 
     @property
     def supervised(self) -> bool:

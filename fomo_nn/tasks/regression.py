@@ -25,5 +25,5 @@ REGRESSION = TaskKind(
         score="fomo_nn.evaluation.scoring:score_regression",
         resampled_metrics="fomo_nn.evaluation.resampled:resampled_regression",
         permutation_pvalues="fomo_nn.evaluation.permutation:regression_pvalues"),
-    probe_metrics=("mae", "pearson_r", "bias"),
+    probe_metrics=("mae", "pearson_r", "bias"), network_settings=("fusion_weighting", "pool", "head_dropout"),
 )

@@ -16,7 +16,7 @@ SEGMENTATION = TaskKind(
               "warmup_epochs": 0, "epochs": 1000, "iterations_per_epoch": 250},
     finetuning_training={"optimizer": "adamw", "learning_rate": 1e-4, "weight_decay": 3e-5,
                          "schedule": "warmup_cosine", "warmup_epochs": 5, "epochs": 200, "iterations_per_epoch": 250},
-    foreground_oversampling=0.33, tta=True,
+    foreground_oversampling=0.33, tta=True, network_settings=("fusion_weighting", "deep_supervision"),
     network="fomo_nn.networks.builders:segmentation_network",
     predict="fomo_nn.inference.case_prediction:voxel_class_probabilities",
     export="fomo_nn.inference.export:export_segmentation_case",

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases
+from fomo_nn.tasks import VOXELS
 from fomo_nn.training.checkpoint import (TrainingCheckpoint, capture_rng_state, load_checkpoint, remove_partial_files,
                                          restore_rng_state, save_checkpoint)
 from fomo_nn.training.data.batch_sources import PatchSource, batch_case_ids, case_log_requested
@@ -150,7 +151,7 @@ class BaseTrainer(ABC):
             return None, patch
         from fomo_nn.augmentation import build_augmentation_pipeline, initial_patch_size
 
-        pipeline = build_augmentation_pipeline(aug_plan, patch, is_segmentation=self.plans.task_type == "segmentation")
+        pipeline = build_augmentation_pipeline(aug_plan, patch, is_segmentation=self.plans.kind.target == VOXELS)
         return pipeline, initial_patch_size(patch, aug_plan)
 
     def make_training_source(self, cases: list[PreprocessedCase]):

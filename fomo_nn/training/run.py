@@ -23,7 +23,7 @@ def train(dataset, fold, trainer: str | None = None, plans_path: str | None = No
     preprocessed = paths.preprocessed_root() / name
     plans = load_plans(plans_path or preprocessed / "plans.json")
     cls = trainer_for(plans.task_type, trainer)
-    if plans.task_type == "pretraining" and fold != "all":
+    if plans.kind.corpus and fold != "all":
         raise ValueError("pretraining uses every scan: use fold 'all'")
     folder_name = ModelFolderName(cls.name, plans.plans_name, plans.configuration, tag)  # checks the tag first
     out = Path(output) if output else paths.results_root() / name / str(folder_name) / f"fold_{fold}"

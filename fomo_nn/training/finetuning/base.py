@@ -29,7 +29,6 @@ from fomo_nn.inference.case_prediction import predict_preprocessed
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.networks.encoders import ENCODER_PREFIX
-from fomo_nn.networks.finetuning import NETWORK_SETTINGS
 from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer
 from fomo_nn.training.checkpoint import PRETRAINED
@@ -57,7 +56,7 @@ class FinetuningTrainer(BaseTrainer):
 
     def known_method_settings(self) -> tuple[str, ...]:
         """The network options build_finetuning_network reads from plans.method for this task."""
-        return NETWORK_SETTINGS.get(self.plans.task_type, ())
+        return self.plans.kind.network_settings
 
     # ----------------------------------------------------------------- cases and folds
     def split_cases(self, cases: list[PreprocessedCase]):
