@@ -277,3 +277,18 @@ def test_cli_plans_like_end_to_end(tmp_path, monkeypatch, capsys):
     assert plans.target_spacing == source.target_spacing and plans.plans_like["source"] == str(checkpoint)
     assert "planned like" in output and "target_spacing" in output
     assert len(list((tmp_path / "pre" / "Dataset002_Cls" / "3d_fullres").glob("*.npy"))) == 4
+
+
+def test_np_means_processes_in_every_command_and_defaults_to_the_usable_cores(monkeypatch):
+    """-np is --num-processes in convert, plan_and_preprocess and the sample generator; the default
+    follows the cores this process may use (a SLURM allocation), not the host's count."""
+    from fomo_nn.cli import convert, generate_sample_data, plan_and_preprocess
+    from fomo_nn.preprocessing import parallel
+
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert parallel.default_num_processes() == 3 and parallel.default_num_processes(2) == 2
+    parsers = [plan_and_preprocess.build_parser(), generate_sample_data.build_parser(), convert.build_parser()]
+    argvs = [["-d", "1", "-np", "3"], ["out", "-np", "3"], ["validate", "1", "-np", "3"]]
+    for parser, argv in zip(parsers, argvs):
+        args = parser.parse_args(argv)
+        assert args.num_processes == 3 and not hasattr(args, "num_workers")

@@ -13,14 +13,10 @@ A conversion is built beside the dataset and put in place when done: a failed ru
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-
-def _default_processes() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
+from fomo_nn.preprocessing.parallel import default_num_processes
 
 def _common(parser: argparse.ArgumentParser, default_name: str | None) -> None:
     parser.add_argument("src", help="source folder")
@@ -28,7 +24,7 @@ def _common(parser: argparse.ArgumentParser, default_name: str | None) -> None:
     parser.add_argument("--name", default=None, help=f"dataset name (default: {default_name})")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave bad inputs out, report them, and still exit 0")
-    parser.add_argument("-np", "--num-processes", type=int, default=_default_processes(),
+    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
                         help="parallel workers for reading images (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -61,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a raw dataset against its dataset.json")
     validate.add_argument("dataset", help="dataset id, folder name, or path to the dataset folder")
     validate.add_argument("--headers-only", action="store_true", help="do not read voxel data (fast)")
-    validate.add_argument("-np", "--num-processes", type=int, default=_default_processes())
+    validate.add_argument("-np", "--num-processes", type=int, default=default_num_processes())
     validate.add_argument("--no-progress", action="store_true")
     return parser
 

@@ -13,10 +13,7 @@ import sys
 import time
 
 from fomo_nn.io.errors import BadInputError
-
-
-def default_num_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+from fomo_nn.preprocessing.parallel import default_num_processes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", choices=list(SIZE_PRESETS), default="small",
                         help="tiny: unit tests, ~5 mm voxels; small (default): the demo, ~3 mm voxels; "
                              "medium: ~2 mm; full: 1 mm brains with FOMO25 case counts (hours of CPU, ~20 GB)")
-    parser.add_argument("-np", "--num-workers", dest="num_workers", type=int, default=default_num_workers(),
-                        help=f"worker processes (default: {default_num_workers()}); does not change the output")
+    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(4),
+                        help=f"worker processes (default: {default_num_processes(4)}); does not change the output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -42,12 +39,12 @@ def main(argv=None) -> int:
     from dataset_conversion.sample_data.generate import METADATA_FILE, generate_sample_data
 
     args = build_parser().parse_args(argv)
-    if args.num_workers < 1:
+    if args.num_processes < 1:
         print("error: -np must be at least 1", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
-        metadata = generate_sample_data(args.out, seed=args.seed, size=args.size, num_workers=args.num_workers,
+        metadata = generate_sample_data(args.out, seed=args.seed, size=args.size, num_workers=args.num_processes,
                                         progress=not args.quiet)
     except (BadInputError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

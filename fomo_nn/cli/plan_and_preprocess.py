@@ -14,30 +14,25 @@ naming the first. A full disk stops the run; rerun after freeing space to resume
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from fomo_nn.io import BadInputError
 from fomo_nn.paths import preprocessed_root, raw_root, resolve_dataset_name
 from fomo_nn.preprocessing.dataset_cases import format_problems
 from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, SCHEMES
-from fomo_nn.preprocessing.parallel import WorkerDiedError
+from fomo_nn.preprocessing.parallel import WorkerDiedError, default_num_processes
 from fomo_nn.preprocessing.sharding import parse_shard
 from fomo_nn.utils.files import NoSpaceLeftError
 from fomo_nn.utils.run_lock import RunLockedError
-
-
-def _default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _add_dataset(parser):
     parser.add_argument("-d", "--dataset", required=True, help="dataset id (2) or folder name (Dataset002_Name)")
 
 
-def _add_workers(parser):
-    parser.add_argument("-np", "--num-workers", type=int, default=_default_workers(),
-                        help="worker processes (default: min(8, CPU cores)); 1 runs in this process")
+def _add_processes(parser):
+    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
+                        help="worker processes (default: min(8, usable cores)); 1 runs in this process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -106,7 +101,7 @@ def _verify(args) -> int:
     from fomo_nn.preprocessing.verify import verify_dataset
 
     raw_dir, _ = _folders(args.dataset)
-    problems = verify_dataset(raw_dir, args.num_workers, not args.no_progress)
+    problems = verify_dataset(raw_dir, args.num_processes, not args.no_progress)
     if problems:
         _say(format_problems(problems, f"verify {raw_dir.name}"))
         return 1
@@ -118,7 +113,7 @@ def _fingerprint(args) -> int:
     from fomo_nn.planning.steps import fingerprint_step
 
     raw_dir, preprocessed_dir = _folders(args.dataset)
-    fingerprint, problems, reused = fingerprint_step(raw_dir, preprocessed_dir, args.num_workers,
+    fingerprint, problems, reused = fingerprint_step(raw_dir, preprocessed_dir, args.num_processes,
                                                      args.fingerprint_cases, args.clean, not args.no_progress)
     args.fingerprint_done = True
     verb = "reused" if reused else "wrote"
@@ -149,7 +144,7 @@ def _preprocess(args) -> int:
 
     raw_dir, preprocessed_dir = _folders(args.dataset)
     shard = parse_shard(args.shard) if args.shard else None
-    report = preprocess_dataset(raw_dir, preprocessed_dir, args.num_workers, shard, not args.no_progress)
+    report = preprocess_dataset(raw_dir, preprocessed_dir, args.num_processes, shard, not args.no_progress)
     _say(report.summary())
     return 0 if report.ok or args.skip_bad else 1
 
@@ -186,16 +181,20 @@ def _run(step, args) -> int:
         return 1
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fomo_nn_plan_and_preprocess", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_dataset(parser)
-    _add_workers(parser)
+    _add_processes(parser)
     _add_fingerprint(parser)
     _add_planner(parser)
     _add_preprocess(parser)
     parser.add_argument("--no-preprocess", action="store_true", help="stop after planning (cluster workflow)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.verify:
         return _run(_verify, args)
     if args.shard:
@@ -208,7 +207,7 @@ def main_fingerprint(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fomo_nn_extract_fingerprint",
                                      description="Measure a raw dataset (dataset_fingerprint.json).")
     _add_dataset(parser)
-    _add_workers(parser)
+    _add_processes(parser)
     _add_fingerprint(parser)
     parser.add_argument("--skip-bad", action="store_true", help="exit 0 even if some cases are bad")
     return _run(_as_dataset_writer(_fingerprint), parser.parse_args(argv))
@@ -224,7 +223,7 @@ def main_plan(argv=None) -> int:
 def main_preprocess(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fomo_nn_preprocess", description="Preprocess the cases per plans.json.")
     _add_dataset(parser)
-    _add_workers(parser)
+    _add_processes(parser)
     _add_preprocess(parser)
     args = parser.parse_args(argv)
     return _run(_verify if args.verify else _preprocess, args)

@@ -28,6 +28,16 @@ from tqdm import tqdm
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 IN_FLIGHT_PER_WORKER = 2
 PARENT_POLL_SECONDS = 0.5
+
+
+def default_num_processes(cap: int = 8) -> int:
+    """The `-np` default of every command: the cores this process may use (a SLURM or taskset
+    allocation, not the host's count), at most `cap`."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        available = os.cpu_count() or 1
+    return max(1, min(cap, available))
 _PR_SET_PDEATHSIG = 1
 
 
