@@ -214,6 +214,15 @@ def test_hidden_subject_folders_are_named_in_a_note(roots, capsys):
     assert f"note: skipped hidden folder .sub_9 in {corpus}" in capsys.readouterr().out
 
 
+def test_prediction_inputs_name_hidden_subject_folders_too(roots, capsys):
+    from fomo_nn.inference.inputs import discover_cases
+
+    src = task_tree(roots / "src", 2, subjects=("sub_1", ".sub_3"))
+    cases = discover_cases(src / "preprocessed", ["dwi_b1000", "flair", "swi_or_t2s"])
+    assert [case.case_id for case in cases] == ["sub_1"]
+    assert f"note: skipped hidden folder .sub_3 in {src / 'preprocessed'}" in capsys.readouterr().err
+
+
 def test_a_sequence_given_twice_refuses_its_case_naming_both_files(roots, capsys):
     src = task_tree(roots / "src", 2)
     session = src / "preprocessed" / "sub_2" / "ses_1"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fomo_nn.fomo25.layout import find_task_subjects, list_subjects, natural_key
+from fomo_nn.fomo25.layout import find_task_subjects, hidden_folders_note, list_subjects, natural_key
 from fomo_nn.fomo25.sequences import channel_candidates, pick_sequence
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
@@ -92,8 +93,11 @@ def subject_case(subject, channel_names: list[str], subject_dir: Path | None = N
 
 def fomo_layout_cases(input_dir: Path, channel_names: list[str]) -> list[InferenceCase]:
     root = input_dir / "preprocessed" if (input_dir / "preprocessed").is_dir() else input_dir
-    subjects = (find_task_subjects(input_dir) if root != input_dir else list_subjects(input_dir)).subjects
-    return [subject_case(s, channel_names, root / s.subject) for s in subjects]
+    listing = find_task_subjects(input_dir) if root != input_dir else list_subjects(input_dir)
+    note = hidden_folders_note(listing.hidden)
+    if note:  # a hidden .sub_3 is never predicted: say so instead of leaving a case out unseen
+        print(f"note: {note}", file=sys.stderr)
+    return [subject_case(s, channel_names, root / s.subject) for s in listing.subjects]
 
 
 def discover_cases(input_dir: str | os.PathLike, channel_names: list[str]) -> list[InferenceCase]:
