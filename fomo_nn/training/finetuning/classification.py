@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from fomo_nn.evaluation.metrics import auroc
-from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks.heads import LesionHead
 from fomo_nn.training.data.batch_sources import PatchSource, collate
 from fomo_nn.training.finetuning.pooled_head import PooledHeadTrainer
@@ -123,16 +122,12 @@ class ClassificationTrainer(PooledHeadTrainer):
             raise ValueError(f"method setting lesion_oversampling={oversampling} must lie in [0, 1]")
         return weight > 0 or oversampling > 0
 
-    def _check_lesion_masks(self, cases) -> None:
-        """Every training case has its preprocessed mask (else one message naming the first missing file)."""
+    def _check_lesion_masks(self) -> None:
+        """The plans declare masks; that every case has its mask, case_store.list_cases already checked."""
         if not self.plans.auxiliary_labels:
             raise ValueError("lesion_loss_weight / lesion_oversampling need lesion masks, but the plans have no "
                              "auxiliary_labels: convert the dataset with its masks (task 1 seg.nii.gz), then plan "
                              "and preprocess it again")
-        for case in cases:
-            if not case.seg_path.is_file():
-                raise BadInputError(case.seg_path, f"lesion mask of case {case.case_id} is missing (the plans declare "
-                                                   "auxiliary_labels): preprocess the dataset again")
 
     def build_network(self) -> nn.Module:
         network = super().build_network()
@@ -195,7 +190,7 @@ class ClassificationTrainer(PooledHeadTrainer):
         use_weights = self.method["imbalance"] == "class_weights"
         self.loss_weights = class_weights(self.class_counts) if use_weights else [1.0] * self.num_classes
         if self._uses_lesion_masks():
-            self._check_lesion_masks(train)
+            self._check_lesion_masks()
 
     def _labels(self, cases) -> list[int]:
         labels = [int(round(t)) for t in self.case_targets(cases)]
