@@ -1,7 +1,7 @@
 """Pretraining throughput on a GPU: iterations/s, peak GPU memory and data-loader stall per method.
 
 A device script: it writes a synthetic 1 mm pretraining corpus (subjects x 2 sessions x 2 sequences,
-memory-mapped .npy like the real preprocessed layout), then for every method and batch size runs
+blosc2 CASE.b2nd like the real preprocessed layout), then for every method and batch size runs
 the method's real trainer (`setup()` + `train_step()`: bf16 autocast on CUDA, AdamW, grad clipping,
 EMA teacher for dino) on the planned patch with the default U-Net B-like encoder (plain_conv,
 features 32-64-128-256-320) and the method's augmentation preset, fed by `--workers` background
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fomo_nn.augmentation import default_augmentation_plan  # noqa: E402
 from fomo_nn.plans import NetworkPlan, NormalizationPlan, Plans, TrainingPlan, save_plans  # noqa: E402
-from fomo_nn.preprocessing.case_store import list_cases, preprocessing_signature, write_case  # noqa: E402
+from fomo_nn.preprocessing.case_store import list_cases, write_case  # noqa: E402
 from fomo_nn.training.base_trainer import TrainerOptions  # noqa: E402
 from fomo_nn.training.data.loader import make_loader  # noqa: E402
 from fomo_nn.training.registry import get_trainer  # noqa: E402
@@ -68,7 +68,7 @@ def write_corpus(root: Path, subjects: int, shape) -> Path:
     cases = folder / "3d_fullres"
     cases.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    signature = preprocessing_signature(bench_plans(32, True, {}))  # patch, network and augmentation do not enter it
+    plans = bench_plans(32, True, {})  # patch, network and augmentation do not enter the signature
     for subject in range(subjects):
         for session in (1, 2):
             for sequence in ("t1", "t2"):
@@ -77,7 +77,7 @@ def write_corpus(root: Path, subjects: int, shape) -> Path:
                          "sequence": sequence, "image_properties": {"ras_affine": np.eye(4).tolist()},
                          "crop_bbox": [[0, s] for s in shape], "shape_after_crop": list(shape),
                          "shape_after_resampling": list(shape), "spacing_target": [1.0, 1.0, 1.0]}
-                write_case(cases, case_id, synthetic_head(shape, rng), None, props, signature)
+                write_case(cases, case_id, synthetic_head(shape, rng), None, props, plans)
     (folder / "dataset.json").write_text(json.dumps({"name": "PretrainBench", "task_type": "pretraining",
                                                      "channel_names": {"0": "mri"}, "file_ending": ".nii.gz"}))
     return folder

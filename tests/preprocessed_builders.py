@@ -1,8 +1,8 @@
 """Small preprocessed datasets written directly (arrays + properties + plans) for trainer tests.
 
 They bypass conversion and planning so trainer tests stay fast and independent; the end-to-end
-tests go through the real commands. Cases go through the real writer (case_store.write_case) with
-the signature of the plans saved beside them, so training reads them as finished.
+tests go through the real commands. Cases go through the real writer (case_store.write_case) for
+the plans saved beside them (their storage and plans), so training reads them as finished.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fomo_nn.plans import NetworkPlan, NormalizationPlan, Plans, TrainingPlan, load_plans, save_plans
-from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases, preprocessing_signature, write_case
+from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases, write_case
 
 TINY_NETWORK = dict(features_per_stage=[8, 16, 32], kernel_sizes=[[3, 3, 3]] * 3,
                     strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], n_conv_per_stage=[1, 1, 1],
@@ -61,7 +61,7 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
                        **plan_options) -> Path:
     """A preprocessed dataset folder with a learnable signal for each task type; returns the folder.
 
-    `lesion_masks` (classification): every case also gets CASE_seg.npy, the positives' blob (empty for
+    `lesion_masks` (classification): every case also gets CASE_seg.b2nd, the positives' blob (empty for
     negatives), and the plans declare auxiliary_labels, as preprocessing writes task 1 with its masks.
     """
     rng = np.random.default_rng(seed)
@@ -73,7 +73,6 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
     plans = plans or tiny_plans(task_type, names, **plan_options)
     if lesion_masks:
         plans = plans.replace(auxiliary_labels={"background": 0, "infarct": 1})
-    signature = preprocessing_signature(plans)
     for index in range(num_cases):
         if task_type == "pretraining":
             subject = f"sub_{index // 4}"
@@ -82,7 +81,7 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
             image = image * (1 + 0.3 * grid[0])  # structure a model can reconstruct
             write_case(cases_dir, f"img_{index:03d}", image[None], None, _properties(
                 f"img_{index:03d}", shape, subject=subject, session=session, sequence=["t1", "t2"][index % 2]),
-                signature)
+                plans)
             continue
         brain, radius, grid, _ = _brain(shape, rng)
         stack = np.stack([_brain(shape, rng)[3] for _ in range(channels)])
@@ -95,18 +94,18 @@ def build_preprocessed(root: str | Path, task_type: str, num_cases: int = 12, sh
                 stack[:, blob] += 2.0
             fg = np.argwhere(blob).tolist() if lesion_masks and label else None
             write_case(cases_dir, case_id, stack, blob[None] if lesion_masks else None,
-                       _properties(case_id, shape, target=float(label), fg=fg), signature)
+                       _properties(case_id, shape, target=float(label), fg=fg), plans)
         elif task_type == "regression":
             age = float(rng.uniform(20, 90))
             ventricle = radius < 0.15 + 0.5 * (age - 20) / 70
             stack[:, ventricle] = -1.5
-            write_case(cases_dir, case_id, stack, None, _properties(case_id, shape, target=age), signature)
+            write_case(cases_dir, case_id, stack, None, _properties(case_id, shape, target=age), plans)
         elif task_type == "segmentation":
             centre = rng.uniform(-0.4, 0.4, size=3)
             mask = ((grid - centre[:, None, None, None]) ** 2).sum(0) < 0.06
             stack[:, mask] += 2.5
             fg = np.argwhere(mask)[:200].tolist()
-            write_case(cases_dir, case_id, stack, mask[None], _properties(case_id, shape, fg=fg), signature)
+            write_case(cases_dir, case_id, stack, mask[None], _properties(case_id, shape, fg=fg), plans)
     save_plans(plans, folder / "plans.json")
     return folder
 

@@ -40,30 +40,33 @@ def test_a_full_disk_stops_preprocessing_and_a_rerun_resumes(tmp_path, monkeypat
     preprocessed = tmp_path / "pre" / raw.name
     save_plans(simple_plans(channels=("t1", "flair")), preprocessed / "plans.json")
     folder = preprocessed / "3d_fullres"
-    real_save, saves = np.save, []
+    real_write, saves = Path.write_bytes, []
 
-    def filling_save(file, array, *args, **kwargs):
+    def filling_write(path, payload):  # case arrays reach the disk through case_store's one atomic write
+        if ".b2nd." not in path.name:  # small files (CASE.json, dataset.json, the case index) still fit
+            return real_write(path, payload)
         saves.append(1)
         if len(saves) > 2:  # the first case's image and mask fit, then the disk is full
-            file.write(b"partial")
+            real_write(path, b"partial")
             raise OSError(NUMPY_SHORT_WRITE) if short_write else _enospc()
-        real_save(file, array, *args, **kwargs)
+        return real_write(path, payload)
 
-    monkeypatch.setattr(np, "save", filling_save)
+    monkeypatch.setattr(Path, "write_bytes", filling_write)
     with pytest.raises(NoSpaceLeftError) as error:
         runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
-    assert str(error.value) == f"no space left on {folder / 'case_001.npy'}"
+    assert str(error.value) == f"no space left on {folder / 'case_001.b2nd'}"
     assert len(saves) == 3  # stopped at the case it hit: not every later case failing the same way
-    assert sorted(p.name for p in folder.iterdir()) == ["case_000.json", "case_000.npy", "case_000_seg.npy"]
+    assert sorted(p.name for p in folder.iterdir()) == ["_cases.index", "case_000.b2nd", "case_000.json",
+                                                        "case_000_seg.b2nd"]
 
     monkeypatch.setenv("fomo_nn_raw", str(tmp_path / "raw"))
     monkeypatch.setenv("fomo_nn_preprocessed", str(tmp_path / "pre"))
     assert main_preprocess(["-d", "1", "-np", "1", "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err.count("no space left on") == 1 and f"no space left on {folder / 'case_001.npy'}" in err
+    assert err.count("no space left on") == 1 and f"no space left on {folder / 'case_001.b2nd'}" in err
     assert "free space and rerun" in err and "bad" not in err and "Traceback" not in err
 
-    monkeypatch.setattr(np, "save", real_save)  # space freed
+    monkeypatch.setattr(Path, "write_bytes", real_write)  # space freed
     report = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
     assert report.ok and report.skipped == ["case_000"] and len(report.processed) == 3
 

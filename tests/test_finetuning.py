@@ -377,14 +377,14 @@ def test_lesion_settings_need_the_masks_and_say_which_file_is_missing(lesion_dat
         get_trainer("classification")(load_plans(lesion_data), lesion_data, tmp_path / "b", "0",
                                       TrainerOptions(method={"lesion_loss_weight": 1.0, "lesion_stage": 3})).setup()
     broken = build_preprocessed(tmp_path / "broken", "classification", num_cases=9, lesion_masks=True)
-    missing = broken / "3d_fullres" / "case_001_seg.npy"
+    missing = broken / "3d_fullres" / "case_001_seg.b2nd"
     missing.unlink()
     with pytest.raises(BadInputError) as error:
         get_trainer("classification")(load_plans(broken), broken, tmp_path / "c", "all",
                                       TrainerOptions(method={"lesion_oversampling": 0.5})).setup()
     # the listing refuses it before the trainer looks (case_store.list_cases: the plans declare auxiliary_labels)
     assert error.value.path == str(missing)
-    assert "1 of 9 preprocessed case(s) lack the CASE_seg.npy" in error.value.problem
+    assert "1 of 9 preprocessed case(s) lack the CASE_seg.b2nd" in error.value.problem
 
 
 def test_lesion_oversampling_puts_the_lesion_of_a_positive_into_its_patch(tmp_path):

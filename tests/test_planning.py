@@ -276,7 +276,7 @@ def test_cli_plans_like_end_to_end(tmp_path, monkeypatch, capsys):
     assert plans.network.features_per_stage == source.network.features_per_stage
     assert plans.target_spacing == source.target_spacing and plans.plans_like["source"] == str(checkpoint)
     assert "planned like" in output and "target_spacing" in output
-    assert len(list((tmp_path / "pre" / "Dataset002_Cls" / "3d_fullres").glob("*.npy"))) == 4
+    assert len(list((tmp_path / "pre" / "Dataset002_Cls" / "3d_fullres").glob("*.b2nd"))) == 4
 
 
 def test_np_means_processes_in_every_command_and_defaults_to_the_usable_cores(monkeypatch):

@@ -14,6 +14,7 @@ from fomo_nn.io import BadInputError, read_image
 from fomo_nn.plans.records import save_plans
 from fomo_nn.preprocessing import preprocess_case, restore_to_original
 from fomo_nn.preprocessing import runner
+from fomo_nn.preprocessing.case_store import PreprocessedCase, save_array_atomic
 from fomo_nn.preprocessing.normalization import default_normalization, volume_wise_znorm, zscore_foreground
 from fomo_nn.preprocessing.parallel import WorkerDiedError, run_parallel
 from fomo_nn.preprocessing.resampling import axis_taps, resample_labels, resample_volume
@@ -147,8 +148,7 @@ def test_dataset_run_writes_contract_files(tmp_path):
                 "sequence", "foreground_locations"):
         assert key in props
     assert props["case_id"] == "case_001" and props["spacing_original"] == [1.0, 1.0, 2.0]
-    data = np.load(folder / "case_001.npy", mmap_mode="r")
-    seg = np.load(folder / "case_001_seg.npy", mmap_mode="r")
+    data, seg = PreprocessedCase(str(folder), "case_001").data(), PreprocessedCase(str(folder), "case_001").seg()
     assert data.dtype == np.float32 and data.shape == (2, *props["shape_after_resampling"])
     assert seg.dtype == np.int8 and seg.shape == (1, *props["shape_after_resampling"])
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporaries left
@@ -160,26 +160,26 @@ def test_interrupted_run_resumes_without_redoing_finished_cases(tmp_path, monkey
     real_write = runner.write_case
     calls = []
 
-    def dying_write(folder_, case_id, data, seg, properties, signature):
+    def dying_write(folder_, case_id, data, seg, properties, plans):
         calls.append(case_id)
         if len(calls) == 3:  # killed after the arrays, before CASE.json: a partial case
-            np.save(folder / f"{case_id}.npy", data)
+            save_array_atomic(folder / f"{case_id}.b2nd", data.astype(np.float16), plans.storage)
             raise KeyboardInterrupt
-        real_write(folder_, case_id, data, seg, properties, signature)
+        return real_write(folder_, case_id, data, seg, properties, plans)
 
     monkeypatch.setattr(runner, "write_case", dying_write)
     with pytest.raises(KeyboardInterrupt):
         runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
     monkeypatch.setattr(runner, "write_case", real_write)
     finished = calls[:2]
-    stamps = {c: (folder / f"{c}.npy").stat().st_mtime_ns for c in finished}
+    stamps = {c: (folder / f"{c}.b2nd").stat().st_mtime_ns for c in finished}
     assert not (folder / f"{calls[2]}.json").exists()
     time.sleep(0.02)
 
     report = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
     assert sorted(report.skipped) == sorted(finished)
     assert calls[2] in report.processed and len(report.processed) == 3
-    assert {c: (folder / f"{c}.npy").stat().st_mtime_ns for c in finished} == stamps
+    assert {c: (folder / f"{c}.b2nd").stat().st_mtime_ns for c in finished} == stamps
     assert len(list(folder.glob("*.json"))) == 5
 
     again = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
@@ -266,7 +266,7 @@ def test_cli_tiny_run_in_parallel_with_targets(tmp_path, monkeypatch):
     targets = {json.loads(p.read_text())["case_id"]: json.loads(p.read_text())["target"]
                for p in (out / "3d_fullres").glob("*.json")}
     assert targets == {"cls_000": 0.0, "cls_001": 1.0, "cls_002": 0.0, "cls_003": 1.0}
-    data = np.load(out / "3d_fullres" / "cls_000.npy")
+    data = np.asarray(PreprocessedCase(str(out / "3d_fullres"), "cls_000").data())
     assert data.shape[0] == 2 and abs(float(data[data != 0].mean())) < 0.2
     assert main_preprocess(["-d", "2", "-np", "1", "--no-progress", "--shard", "1/2"]) == 0
     os.remove(out / "3d_fullres" / "cls_003.json")
@@ -302,7 +302,7 @@ def test_lesion_masks_are_preprocessed_label_safely_beside_classification_cases(
     for index in range(4):
         case = f"cls_{index:03d}"
         props = json.loads((folder / f"{case}.json").read_text())
-        seg = np.load(folder / f"{case}_seg.npy")
+        seg = np.asarray(PreprocessedCase(str(folder), case).seg())
         assert props["target"] == float(index % 2)
         assert seg.dtype == np.int8 and seg.shape == (1, *props["shape_after_resampling"])
         assert set(np.unique(seg)) <= {0, 1}  # nearest / label-safe: no interpolated values
@@ -325,7 +325,7 @@ def test_lesion_masks_are_preprocessed_label_safely_beside_classification_cases(
     plans = _plan_classification(raw, preprocessed)
     assert plans.auxiliary_labels is None
     report = runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
-    assert report.ok and len(report.processed) == 4 and not list(folder.glob("*_seg.npy"))
+    assert report.ok and len(report.processed) == 4 and not list(folder.glob("*_seg.b2nd"))
 
 
 def test_verify_checks_the_auxiliary_masks(tmp_path):
@@ -418,6 +418,6 @@ def test_cli_normalization_flag_plans_and_applies_the_baseline_scheme(tmp_path, 
     preprocessed = tmp_path / "pre" / "Dataset002_Cls"
     plans = load_plans(preprocessed)
     assert {n.scheme for n in plans.normalization} == {"volume_wise_znorm"}
-    arrays = [np.load(p) for p in sorted((preprocessed / plans.configuration).glob("*.npy"))
-              if not p.name.endswith("_seg.npy")]
+    folder = preprocessed / plans.configuration
+    arrays = [np.asarray(PreprocessedCase(str(folder), p.stem).data()) for p in sorted(folder.glob("cls_*.json"))]
     assert arrays and all(a.min() >= 0.0 and a.max() <= 1.0 and a.max() > 0.5 for a in arrays)

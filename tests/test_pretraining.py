@@ -14,7 +14,7 @@ from fomo_nn.cli.export_encoder import main as export_main
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network, build_from_record, load_encoder_weights, stem_weight_keys
 from fomo_nn.plans import Plans, load_plans, save_plans
-from fomo_nn.preprocessing.case_store import preprocessing_signature, write_case
+from fomo_nn.preprocessing.case_store import PreprocessedCase, write_case
 from fomo_nn.training.base_trainer import TrainerOptions
 from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
 from fomo_nn.training.data.loader import StepDraw, make_loader
@@ -88,16 +88,18 @@ def subject_anatomy_dataset(root, num_subjects: int = 8):
     subject-aware objectives are meant to pick up.
     """
     folder = build_preprocessed(root, "pretraining", num_cases=4 * num_subjects)
+    plans = load_plans(folder)
     rng = np.random.default_rng(7)
     for subject in range(num_subjects):
         anatomy = gaussian_filter(rng.normal(size=(40, 40, 40)), sigma=1.0 + 0.6 * subject)
         anatomy = (anatomy - anatomy.mean()) / anatomy.std()
         for scan in range(4):
-            path = folder / "3d_fullres" / f"img_{4 * subject + scan:03d}.npy"
-            brain = np.load(path)[0] != 0
+            case = PreprocessedCase(str(folder / "3d_fullres"), f"img_{4 * subject + scan:03d}")
+            brain = np.asarray(case.data())[0] != 0
             contrast = (1.0, 0.0) if scan % 2 == 0 else (-0.8, 0.5)  # the second sequence inverts the contrast
             image = contrast[0] * anatomy + contrast[1] + 0.2 * rng.normal(size=anatomy.shape)
-            np.save(path, (image * brain)[None].astype(np.float32))
+            write_case(case.folder, case.case_id, (image * brain)[None].astype(np.float32), None, case.properties,
+                       plans)
     return folder
 
 
@@ -286,7 +288,9 @@ def shifted_pair_dataset(root):
     cases_dir = folder / "3d_fullres"
     for path in cases_dir.glob("*"):
         path.unlink()
-    signature = preprocessing_signature(load_plans(folder))
+    plans = load_plans(folder)  # positions up to 595959 need float32's range and precision
+    plans = plans.replace(storage=dataclasses.replace(plans.storage, dtype="float32"))
+    save_plans(plans, folder / "plans.json")
     full = np.stack(np.meshgrid(*[np.arange(60)] * 3, indexing="ij")).astype(np.float32)
     world = full[0] + 100 * full[1] + 10000 * full[2]
     # scan b's grid starts elsewhere and is larger, so it holds every region of scan a
@@ -296,7 +300,7 @@ def shifted_pair_dataset(root):
                  "image_properties": {"ras_affine": np.diag([1.0, 1.0, 1.0, 1.0]).tolist()},
                  "crop_bbox": [[lo, lo + s] for lo, s in zip(lower, crop.shape)],
                  "shape_after_crop": list(crop.shape), "shape_after_resampling": list(crop.shape)}
-        write_case(cases_dir, name, crop[None], None, props, signature)
+        write_case(cases_dir, name, crop[None], None, props, plans)
     return folder
 
 

@@ -104,7 +104,7 @@ def test_a_missing_mask_is_refused_and_unfinished_cases_are_left_out(tmp_path):
     seg.unlink()
     with pytest.raises(BadInputError) as error:
         cases_of(folder)
-    assert error.value.path == str(seg) and "1 of 3 preprocessed case(s) lack the CASE_seg.npy" in error.value.problem
+    assert error.value.path == str(seg) and "1 of 3 preprocessed case(s) lack the CASE_seg.b2nd" in error.value.problem
 
     for case_id in ("case_000", "case_001", "case_002"):
         case_paths(cases, case_id)["properties"].unlink()

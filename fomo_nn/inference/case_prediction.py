@@ -88,7 +88,7 @@ def predict_preprocessed(network: nn.Module, data, plans: Plans, task_type: str 
     kind = task_kind(task_type or plans.task_type)
     if kind.predict is None:
         raise ValueError(f"no case prediction for task type {kind.name!r}")
-    data = torch.from_numpy(np.array(data, dtype=np.float32)) if isinstance(data, np.ndarray) else torch.as_tensor(data)
+    data = data if isinstance(data, torch.Tensor) else torch.from_numpy(np.array(data, dtype=np.float32))  # any array-like
     if data.dim() != 4 or data.shape[0] != plans.num_input_channels:
         raise ValueError(f"expected preprocessed data ({plans.num_input_channels}, X, Y, Z) for channels "
                          f"{plans.channel_names}, got {tuple(data.shape)}")

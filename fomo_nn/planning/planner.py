@@ -11,6 +11,7 @@ from fomo_nn.planning.family_defaults import augmentation_preset, default_traini
 from fomo_nn.planning.sizing import SizingOptions, plan_sizing
 from fomo_nn.planning.target_spacing import determine_target_spacing
 from fomo_nn.plans.records import FUSION_MODES, Plans
+from fomo_nn.preprocessing.case_store import default_storage
 from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, check_scheme, default_normalization
 from fomo_nn.tasks import task_kind
 
@@ -100,10 +101,12 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
              _input_note(spec, channels, input_channels, fusion),
              _normalization_note(fingerprint, options.normalization), f"augmentation preset: {family}",
              f"training recipe: {spec.task_type} defaults (see fomo_nn.planning.family_defaults)"]
+    storage = default_storage(sizing.patch_size, len(channels))
+    notes.append(_storage_note(storage, sizing.patch_size))
     auxiliary = spec.auxiliary_labels if kind.auxiliary_masks else None
     if auxiliary:
         notes.append(f"auxiliary labels {auxiliary}: every case's mask is preprocessed label-safely into "
-                     "CASE_seg.npy (for auxiliary losses; the prediction target stays the case's value)")
+                     "CASE_seg.b2nd (for auxiliary losses; the prediction target stays the case's value)")
     return Plans(
         dataset_name=dataset_name or spec.name, task_type=spec.task_type, channel_names=channels,
         target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
@@ -113,7 +116,14 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
         augmentation_family=family, method={},
         labels=spec.labels, classes=spec.classes, target=spec.target, auxiliary_labels=auxiliary,
         foreground_oversampling=kind.foreground_oversampling,
-        plans_name=options.plans_name, notes=notes)
+        plans_name=options.plans_name, notes=notes, storage=storage)
+
+
+def _storage_note(storage, patch_size) -> str:
+    return (f"storage: {storage.format} {storage.dtype} images ({storage.codec} level {storage.clevel}, "
+            f"{storage.filter}), int8 masks; chunks {storage.chunks} and blocks {storage.blocks} from the patch "
+            f"{list(patch_size)}, so a patch read decompresses only the blocks it touches (measured in "
+            "benchmarks/bench_storage.py: float16 adds < 1e-3 to the normalized intensities)")
 
 
 def _input_note(spec: DatasetSpec, channels, input_channels: int, fusion: str) -> str:

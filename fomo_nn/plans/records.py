@@ -86,6 +86,30 @@ class TrainingPlan:
 
 
 @dataclass
+class StoragePlan:
+    """How preprocessed arrays are stored; the format, its rules and the measured defaults
+    (`default_storage`) live in fomo_nn.preprocessing.case_store (one home for writer and readers).
+
+    `format` and `dtype` change the values training reads, so they enter the preprocessing signature;
+    codec, level, filter, chunks and blocks only change speed and size and do not. `chunks` and
+    `blocks` are (C, X, Y, Z) from the patch size (clipped to each case's shape when written).
+    """
+
+    format: str  # blosc2
+    dtype: str  # of the image arrays: float16 | float32 (masks are int8)
+    codec: str  # blosc2 codec name, e.g. lz4hc, zstd
+    clevel: int
+    filter: str  # shuffle | bitshuffle | nofilter
+    chunks: list[int]
+    blocks: list[int]
+
+    def __post_init__(self):
+        from fomo_nn.preprocessing.case_store import check_storage  # lazy: case_store reads plans
+
+        check_storage(self)
+
+
+@dataclass
 class Plans:
     dataset_name: str
     task_type: str  # pretraining | classification | segmentation | regression
@@ -107,13 +131,20 @@ class Plans:
     classes: dict[str, str] | None = None
     target: dict | None = None
     # classification/regression: voxel labels preprocessed beside each case (dataset.json auxiliary_labels,
-    # e.g. task 1 infarct masks) into CASE_seg.npy, for auxiliary losses; None: the dataset has none
+    # e.g. task 1 infarct masks) into CASE_seg.b2nd, for auxiliary losses; None: the dataset has none
     auxiliary_labels: dict[str, int] | None = None
     foreground_oversampling: float = 0.33
     configuration: str = "3d_fullres"
     plans_name: str = "fomo_nnPlans"
     plans_like: dict | None = None  # provenance when planned like a pretrained checkpoint
     notes: list[str] = field(default_factory=list)  # why the planner decided what it decided
+    storage: StoragePlan | None = None  # None: the default for this patch size (plans from before the field)
+
+    def __post_init__(self):
+        if self.storage is None:
+            from fomo_nn.preprocessing.case_store import default_storage  # lazy: case_store reads plans
+
+            self.storage = default_storage(self.patch_size, len(self.channel_names))
 
     @property
     def num_input_channels(self) -> int:
@@ -125,7 +156,7 @@ class Plans:
 
     @property
     def voxel_labels(self) -> dict[str, int] | None:
-        """The label map preprocessed into CASE_seg.npy: segmentation labels or auxiliary labels (None: no mask)."""
+        """The label map preprocessed into CASE_seg.b2nd: segmentation labels or auxiliary labels (None: no mask)."""
         return self.labels if self.kind.target == VOXELS else self.auxiliary_labels
 
     @property
@@ -142,11 +173,18 @@ class Plans:
             data["normalization"] = _build_normalization(data["normalization"])
             data["network"] = _build(NetworkPlan, data["network"])
             data["training"] = _build(TrainingPlan, data.get("training", {}))
+            if data.get("storage") is not None:
+                data["storage"] = _build(StoragePlan, data["storage"])
             return _build(cls, data)
         except (KeyError, TypeError, ValueError) as error:
             raise BadInputError(source, f"malformed plans ({error})") from None
 
     def replace(self, **changes) -> "Plans":
+        if "storage" not in changes and ("patch_size" in changes or "channel_names" in changes):
+            from fomo_nn.preprocessing.case_store import default_storage  # chunks and blocks follow the patch
+
+            changes["storage"] = default_storage(changes.get("patch_size", self.patch_size),
+                                                 len(changes.get("channel_names", self.channel_names)), self.storage)
         return dataclasses.replace(self, **changes)
 
 

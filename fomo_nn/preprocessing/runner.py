@@ -3,7 +3,9 @@
 Cluster workflow (60K scans): plan once, then one array job per shard, e.g.
     fomo_nn_plan_and_preprocess -d 1 --no-preprocess
     fomo_nn_preprocess -d 1 --shard $SLURM_ARRAY_TASK_ID/64 -np 8     # array=0-63
-Shards never touch each other's cases; a rerun of any shard skips its finished cases.
+Shards never touch each other's cases; a rerun of any shard skips its finished cases, found from the
+case index and one directory listing (case_store), not by reading every finished case's CASE.json.
+Each run keeps its part of the index up to date as cases finish (shard I of N its own file).
 
 One writer per dataset (`dataset_lock`): a whole run writes alone, the shards of one array job (one
 N, one plans.json) side by side; anything else is refused with the running holder named. A full
@@ -19,8 +21,8 @@ from fomo_nn.datasets.cases import Case
 from fomo_nn.plans.records import load_plans
 from fomo_nn.preprocessing.case_preprocessing import label_values_of, preprocess_loaded, voxel_label_file
 from fomo_nn.preprocessing.case_reading import read_case_images
-from fomo_nn.preprocessing.case_store import (expects_seg, is_case_finished, preprocessing_signature,
-                                              remove_stale_temporaries, write_case)
+from fomo_nn.preprocessing.case_store import (FINISHED, CaseEntry, IndexWriter, preprocessing_signature,
+                                              remove_stale_temporaries, survey, write_case)
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases, format_problems
 from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.preprocessing.sharding import Shard, select_shard
@@ -54,7 +56,6 @@ class _Job:
     case: Case
     plans: object
     folder: str
-    signature: str
 
 
 def dataset_lock(preprocessed_dir: str | Path, shard: Shard | None = None, signature: str | None = None) -> RunLock:
@@ -78,21 +79,20 @@ def case_properties(case: Case, properties: dict) -> dict:
             "session": case.session, "sequence": case.sequence}
 
 
-def preprocess_one(job: _Job) -> CaseProblem | None:
-    """Worker entry: preprocess and write one case; a bad case is returned, only a full disk raised."""
+def preprocess_one(job: _Job) -> CaseProblem | CaseEntry:
+    """Worker entry: preprocess and write one case (its index entry back); a bad case is returned, only a
+    full disk raised."""
     case = job.case
     try:
-        remove_stale_temporaries(job.folder, case.case_id)
         label_file = voxel_label_file(case, job.plans)
         loaded = read_case_images(case.image_files, label_file, label_values_of(job.plans) if label_file else None)
         data, seg, properties = preprocess_loaded(loaded, job.plans)
         del loaded
-        write_case(job.folder, case.case_id, data, seg, case_properties(case, properties), job.signature)
+        return write_case(job.folder, case.case_id, data, seg, case_properties(case, properties), job.plans)
     except Exception as error:  # reported per case; one bad scan must not stop 60K others
         if is_no_space(error):  # but a full disk fails every case after it: stop the run
             raise no_space_error(error, job.folder) from None
         return CaseProblem.from_error(case.case_id, error)
-    return None
 
 
 def preprocess_dataset(raw_dir: str | Path, preprocessed_dir: str | Path, num_workers: int = 1,
@@ -118,19 +118,20 @@ def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, 
     folder.mkdir(parents=True, exist_ok=True)
     by_id = {case.case_id: case for case in cases}
     report = PreprocessReport(problems=listing_problems if shard is None or shard.index == 0 else [])
-    needs_seg = expects_seg(plans)
-    todo = []
-    for case_id in select_shard(by_id, shard):
-        if is_case_finished(folder, case_id, signature, needs_seg):
-            report.skipped.append(case_id)
-        else:
-            todo.append(_Job(by_id[case_id], plans, str(folder), signature))
+    ids = select_shard(by_id, shard)
+    found = survey(folder, plans, None if shard is None else ids, progress)  # a whole run indexes every case
+    finished = set(found.ids(FINISHED))
+    report.skipped = [case_id for case_id in ids if case_id in finished]
+    todo = [_Job(by_id[case_id], plans, str(folder)) for case_id in ids if case_id not in finished]
+    remove_stale_temporaries(folder, [job.case.case_id for job in todo], found.listing)
     label = "preprocessing" + (f" shard {shard}" if shard else "")
-    for case_id, problem in run_parallel(preprocess_one, todo, [job.case.case_id for job in todo], num_workers,
-                                         label, progress):
-        if problem is None:
-            report.processed.append(case_id)
-        else:
-            report.problems.append(problem)
+    with IndexWriter(folder, shard, found.entries) as index:
+        for case_id, result in run_parallel(preprocess_one, todo, [job.case.case_id for job in todo], num_workers,
+                                            label, progress):
+            if isinstance(result, CaseProblem):
+                report.problems.append(result)
+            else:
+                index.add(result)
+                report.processed.append(case_id)
     report.seconds = time.perf_counter() - started
     return report

@@ -12,7 +12,7 @@ Per epoch, AUROC over validation patches drawn class-balanced (every batch holds
 the curve is always defined; AUROC does not depend on prevalence). The final summary uses
 whole-case probabilities (tile-averaged, see fomo_nn.inference.case_prediction).
 
-Lesion masks (plans ``auxiliary_labels``, FOMO25 task 1's infarcts, preprocessed into CASE_seg.npy)
+Lesion masks (plans ``auxiliary_labels``, FOMO25 task 1's infarcts, preprocessed into CASE_seg.b2nd)
 can guide training, opt-in:
 - ``lesion_loss_weight`` λ (default 0: off): adds λ x (BCE + soft Dice) of a training-only 1x1x1
   convolution (networks.heads.LesionHead) on the features of encoder stage ``lesion_stage``
