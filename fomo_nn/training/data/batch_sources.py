@@ -39,7 +39,7 @@ class PatchSource:
     """Patches from cases, each case once per pass: images (+ masks with foreground oversampling) and
     scalar targets.
 
-    ``read_seg``: crop the case's CASE_seg.npy too (segmentation targets; a classification case's
+    ``read_seg``: crop the case's CASE_seg.b2nd too (segmentation targets; a classification case's
     lesion mask when an auxiliary loss needs it) and transform it with the image; off, masks on disk
     are ignored. Foreground oversampling centres a patch on a mask voxel (cases without any: random).
     """
