@@ -35,7 +35,7 @@ setup(
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "scikit-learn>=1.2",  # the probes (fomo_nn.probing) and the probe-initialised heads
-        "blosc2>=4.0",  # the compressed store of preprocessed cases (fomo_nn.preprocessing.case_store)
+        "blosc2>=4.0",  # the compressed store of preprocessed cases (fomo_nn.preprocessing.array_store)
     ],
     # surface-distance: DeepMind's NSD, the reference tests/test_evaluation_surfaces.py checks ours against
     extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1"]},

@@ -12,7 +12,7 @@ Per image and format it reports stored bytes / cropped float32 bytes, and the me
 process, one decompression thread): the read training does per sample (open the case's array, then
 `patches.crop_with_padding`, float32 out), from
 - `npy`: `np.load(mmap_mode="r")` (the old format's reader);
-- `blosc2`: fomo_nn.preprocessing.case_store.StoredArray (what `PreprocessedCase.data()` returns).
+- `blosc2`: fomo_nn.preprocessing.array_store.StoredArray (what `PreprocessedCase.data()` returns).
 The formats take turns at every corner, so a shared machine's load falls on all alike and the bytes
 come from memory, not from a CPU cache still holding one file (a 16 MB file read over and over stays
 in a 32 MB L3 and makes its memory map look 3-4x faster; training reads another case every
@@ -22,7 +22,7 @@ for it, no root needed; `fincore` confirms 0 resident pages); the disk below may
 (a VM's host), so cold means "not in this OS's page cache", not a spinning disk's seek.
 
 Also: the float16 error on the normalized intensities (max abs; RMS relative to the foreground std,
-which z-scoring makes 1), and the geometry case_store derives from each patch size.
+which z-scoring makes 1), and the geometry array_store derives from each patch size.
 
     python benchmarks/bench_storage.py --reads 60 --output /tmp/storage.json
 """
@@ -46,15 +46,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fomo_nn.plans.records import NetworkPlan, NormalizationPlan, Plans, StoragePlan  # noqa: E402
 from fomo_nn.preprocessing.case_preprocessing import preprocess_loaded  # noqa: E402
 from fomo_nn.preprocessing.case_reading import read_case_images  # noqa: E402
-from fomo_nn.preprocessing.case_store import (StoredArray, default_storage, save_array_atomic,  # noqa: E402
-                                              storage_geometry, stored_image)
+from fomo_nn.preprocessing.array_store import (StoredArray, default_storage, save_array_atomic,  # noqa: E402
+                                               storage_geometry, stored_image)
 from fomo_nn.training.data.patches import crop_with_padding  # noqa: E402
 
 NILEARN_DATA = Path(nib.__file__).resolve().parents[1] / "nilearn" / "datasets" / "data"
 TEMPLATE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 WHITE_MATTER = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
 PATCHES = (96, 128)
-# (label, dtype, codec, clevel, filter); geometry None: derived from the patch (case_store.storage_geometry)
+# (label, dtype, codec, clevel, filter); geometry None: derived from the patch (array_store.storage_geometry)
 SIZE_FORMATS = [
     ("blosc2 float32 lz4hc 5 shuffle", "float32", "lz4hc", 5, "shuffle"),
     ("blosc2 float32 zstd 3 shuffle", "float32", "zstd", 3, "shuffle"),

@@ -19,10 +19,12 @@ from preprocessed_builders import build_preprocessed, cases_of, tiny_plans
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans.records import Plans, load_plans, save_plans
 from fomo_nn.preprocessing import case_store, runner
-from fomo_nn.preprocessing.case_store import (BLOCK_BYTES, CHUNK_BYTES, INDEX_NAME, PreprocessedCase, StoredArray,
-                                              case_geometry, case_index, case_paths, default_storage, list_cases,
-                                              preprocessing_signature, remove_stale_temporaries, storage_geometry,
-                                              write_case)
+from fomo_nn.preprocessing.array_store import (BLOCK_BYTES, CHUNK_BYTES, StoredArray, case_geometry, default_storage,
+                                               storage_geometry)
+from fomo_nn.preprocessing.case_files import case_paths
+from fomo_nn.preprocessing.case_index import INDEX_NAME, case_index
+from fomo_nn.preprocessing.case_store import (PreprocessedCase, list_cases, preprocessing_signature,
+                                              remove_stale_temporaries, write_case)
 from fomo_nn.preprocessing.sharding import Shard
 from fomo_nn.training.data.batch_sources import PatchSource
 from fomo_nn.training.data.loader import make_loader

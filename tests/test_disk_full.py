@@ -42,7 +42,7 @@ def test_a_full_disk_stops_preprocessing_and_a_rerun_resumes(tmp_path, monkeypat
     folder = preprocessed / "3d_fullres"
     real_write, saves = Path.write_bytes, []
 
-    def filling_write(path, payload):  # case arrays reach the disk through case_store's one atomic write
+    def filling_write(path, payload):  # case arrays reach the disk through array_store's one atomic write
         if ".b2nd." not in path.name:  # small files (CASE.json, dataset.json, the case index) still fit
             return real_write(path, payload)
         saves.append(1)

@@ -14,7 +14,8 @@ from fomo_nn.io import BadInputError, read_image
 from fomo_nn.plans.records import save_plans
 from fomo_nn.preprocessing import preprocess_case, restore_to_original
 from fomo_nn.preprocessing import runner
-from fomo_nn.preprocessing.case_store import PreprocessedCase, save_array_atomic
+from fomo_nn.preprocessing.array_store import save_array_atomic
+from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.preprocessing.normalization import default_normalization, volume_wise_znorm, zscore_foreground
 from fomo_nn.preprocessing.parallel import WorkerDiedError, run_parallel
 from fomo_nn.preprocessing.resampling import axis_taps, resample_labels, resample_volume

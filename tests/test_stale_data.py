@@ -15,7 +15,8 @@ from fomo_nn.cli.plan_and_preprocess import main_plan, main_preprocess
 from fomo_nn.cli.train import main as train_main
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import load_plans, save_plans
-from fomo_nn.preprocessing.case_store import case_paths, list_cases
+from fomo_nn.preprocessing.case_files import case_paths
+from fomo_nn.preprocessing.case_store import list_cases
 from fomo_nn.probing.online import ProbeDataset
 from fomo_nn.training.base_trainer import TrainerOptions
 from preprocessed_builders import build_preprocessed, cases_of
@@ -126,3 +127,51 @@ def test_an_unknown_normalization_scheme_fails_when_the_plans_are_read(tmp_path,
             "(known: zscore_foreground, volume_wise_znorm)") in error.value.problem
     assert train_main(["Dataset900_Tiny", "all", "--plans", str(path), "--output", str(tmp_path / "out")]) == 2
     assert "zscore_typo" in capsys.readouterr().err and _files(tmp_path / "out") == []
+
+
+def _case_files(folder, case_id):
+    return sorted(p.name for p in (folder / "3d_fullres").iterdir() if p.name.startswith(f"{case_id}."))
+
+
+def test_a_whole_run_removes_cases_the_raw_dataset_lost_or_reports_bad(planned, tmp_path, capsys):
+    raw = tmp_path / "raw" / "Dataset002_Cls"
+    for path in [*raw.glob("imagesTr/cls_005_*"), raw / "labelsTr" / "cls_005.txt"]:
+        path.unlink()  # the raw dataset drops a case
+    (raw / "imagesTr" / "cls_001_0000.nii.gz").write_bytes(b"not a nifti")  # and one of its scans breaks
+    (planned / "3d_fullres" / "cls_005.npy").write_bytes(b"")  # an old-format leftover goes with its case
+    assert main_plan(["-d", "2", "--target-spacing", "1.5", "1.5", "1.5", *TINY_PLANNER]) == 0
+    for shard in ("0/2", "1/2"):  # shards see only their part: they remove nothing
+        main_preprocess(["-d", "2", "-np", "1", "--no-progress", "--shard", shard])
+    assert _case_files(planned, "cls_005") == ["cls_005.b2nd", "cls_005.json", "cls_005.npy"]
+    assert _case_files(planned, "cls_001") == ["cls_001.b2nd", "cls_001.json"]
+    capsys.readouterr()
+
+    assert main_preprocess(["-d", "2", "-np", "1", "--no-progress"]) == 1  # cls_001 is bad
+    error = capsys.readouterr().err
+    assert f"{planned / '3d_fullres'}: removed 1 preprocessed case(s) the raw dataset no longer has: cls_005" in error
+    assert "of 1 case(s) reported bad below, so that training is not refused for them" in error
+    assert error.rstrip().endswith(": cls_001")
+    assert _case_files(planned, "cls_005") == [] and _case_files(planned, "cls_001") == []
+    index = json.loads((planned / "3d_fullres" / "_cases.index").read_text())
+    assert sorted(index["cases"]) == ["cls_000", "cls_002", "cls_003", "cls_004"]
+    listed = list_cases(planned / "3d_fullres", load_plans(planned))  # what training reads: no refusal
+    assert [case.case_id for case in listed] == ["cls_000", "cls_002", "cls_003", "cls_004"]
+
+
+def test_finished_cases_missing_from_a_raw_listing_with_problems_are_kept(planned, tmp_path, capsys):
+    raw = tmp_path / "raw" / "Dataset002_Cls"
+    target = raw / "labelsTr" / "cls_003.txt"
+    target.rename(tmp_path / "cls_003.txt")  # a listing problem: cls_003 is bad, its finished files kept
+    for path in raw.glob("imagesTr/cls_005_*"):
+        path.unlink()
+    (raw / "labelsTr" / "cls_005.txt").unlink()
+    capsys.readouterr()
+    assert main_preprocess(["-d", "2", "-np", "1", "--no-progress"]) == 1
+    assert "kept 2 finished case(s) the raw dataset does not list as usable, since its listing reports problems " \
+           "(below): cls_003, cls_005" in capsys.readouterr().err
+    assert _case_files(planned, "cls_003") == ["cls_003.b2nd", "cls_003.json"]
+
+    (tmp_path / "cls_003.txt").rename(target)  # fixed: the run removes only the case the raw dataset lacks
+    assert main_preprocess(["-d", "2", "-np", "1", "--no-progress"]) == 0
+    assert "removed 1 preprocessed case(s) the raw dataset no longer has: cls_005" in capsys.readouterr().err
+    assert _case_files(planned, "cls_005") == [] and len(cases_of(planned)) == 5

@@ -11,7 +11,7 @@ from fomo_nn.planning.family_defaults import augmentation_preset, default_traini
 from fomo_nn.planning.sizing import SizingOptions, plan_sizing
 from fomo_nn.planning.target_spacing import determine_target_spacing
 from fomo_nn.plans.records import FUSION_MODES, Plans
-from fomo_nn.preprocessing.case_store import default_storage
+from fomo_nn.preprocessing.array_store import default_storage
 from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, check_scheme, default_normalization
 from fomo_nn.tasks import task_kind
 

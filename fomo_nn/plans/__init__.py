@@ -1,4 +1,5 @@
-from fomo_nn.plans.records import (FUSION_MODES, NetworkPlan, NormalizationPlan, Plans, TrainingPlan, load_plans,
-                                   save_plans)
+from fomo_nn.plans.records import (FUSION_MODES, NetworkPlan, NormalizationPlan, Plans, StoragePlan, TrainingPlan,
+                                   load_plans, save_plans)
 
-__all__ = ["FUSION_MODES", "NetworkPlan", "NormalizationPlan", "Plans", "TrainingPlan", "load_plans", "save_plans"]
+__all__ = ["FUSION_MODES", "NetworkPlan", "NormalizationPlan", "Plans", "StoragePlan", "TrainingPlan", "load_plans",
+           "save_plans"]

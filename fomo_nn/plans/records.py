@@ -88,7 +88,7 @@ class TrainingPlan:
 @dataclass
 class StoragePlan:
     """How preprocessed arrays are stored; the format, its rules and the measured defaults
-    (`default_storage`) live in fomo_nn.preprocessing.case_store (one home for writer and readers).
+    (`default_storage`) live in fomo_nn.preprocessing.array_store (one home for writer and readers).
 
     `format` and `dtype` change the values training reads, so they enter the preprocessing signature;
     codec, level, filter, chunks and blocks only change speed and size and do not. `chunks` and
@@ -104,7 +104,7 @@ class StoragePlan:
     blocks: list[int]
 
     def __post_init__(self):
-        from fomo_nn.preprocessing.case_store import check_storage  # lazy: case_store reads plans
+        from fomo_nn.preprocessing.array_store import check_storage  # lazy: array_store reads plans
 
         check_storage(self)
 
@@ -142,7 +142,7 @@ class Plans:
 
     def __post_init__(self):
         if self.storage is None:
-            from fomo_nn.preprocessing.case_store import default_storage  # lazy: case_store reads plans
+            from fomo_nn.preprocessing.array_store import default_storage  # lazy: array_store reads plans
 
             self.storage = default_storage(self.patch_size, len(self.channel_names))
 
@@ -181,7 +181,7 @@ class Plans:
 
     def replace(self, **changes) -> "Plans":
         if "storage" not in changes and ("patch_size" in changes or "channel_names" in changes):
-            from fomo_nn.preprocessing.case_store import default_storage  # chunks and blocks follow the patch
+            from fomo_nn.preprocessing.array_store import default_storage  # chunks and blocks follow the patch
 
             changes["storage"] = default_storage(changes.get("patch_size", self.patch_size),
                                                  len(changes.get("channel_names", self.channel_names)), self.storage)

@@ -4,8 +4,14 @@ Cluster workflow (60K scans): plan once, then one array job per shard, e.g.
     fomo_nn_plan_and_preprocess -d 1 --no-preprocess
     fomo_nn_preprocess -d 1 --shard $SLURM_ARRAY_TASK_ID/64 -np 8     # array=0-63
 Shards never touch each other's cases; a rerun of any shard skips its finished cases, found from the
-case index and one directory listing (case_store), not by reading every finished case's CASE.json.
+case index and one directory listing (case_index), not by reading every finished case's CASE.json.
 Each run keeps its part of the index up to date as cases finish (shard I of N its own file).
+
+A whole run (no --shard) removes what no run can rewrite: the preprocessed cases whose ids the raw
+dataset no longer lists as usable (finished ones are kept while the raw listing reports problems: a
+case listed as bad may be among them) and the files of the cases reported bad in the run (never
+finished for these plans: finished cases are not retried), each removal named in one note. So training
+is never refused for a case that preprocessing cannot fix. Shards see only their part and remove nothing.
 
 One writer per dataset (`dataset_lock`): a whole run writes alone, the shards of one array job (one
 N, one plans.json) side by side; anything else is refused with the running holder named. A full
@@ -13,15 +19,17 @@ disk stops the run ("no space left on <path>"), every finished case kept for the
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fomo_nn.datasets.cases import Case
 from fomo_nn.plans.records import load_plans
+from fomo_nn.preprocessing.case_index import CaseEntry, IndexWriter
 from fomo_nn.preprocessing.case_preprocessing import label_values_of, preprocess_loaded, voxel_label_file
 from fomo_nn.preprocessing.case_reading import read_case_images
-from fomo_nn.preprocessing.case_store import (FINISHED, CaseEntry, IndexWriter, preprocessing_signature,
+from fomo_nn.preprocessing.case_store import (FINISHED, FolderSurvey, preprocessing_signature, remove_case,
                                               remove_stale_temporaries, survey, write_case)
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases, format_problems
 from fomo_nn.preprocessing.parallel import run_parallel
@@ -30,6 +38,7 @@ from fomo_nn.utils.files import is_no_space, no_space_error, write_bytes_atomic
 from fomo_nn.utils.run_lock import RunLock
 
 LOCK_NAME = "preprocess"
+NAMED_IN_NOTES = 5  # case ids a removal note names before it counts the rest
 
 
 @dataclass
@@ -123,15 +132,62 @@ def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, 
     finished = set(found.ids(FINISHED))
     report.skipped = [case_id for case_id in ids if case_id in finished]
     todo = [_Job(by_id[case_id], plans, str(folder)) for case_id in ids if case_id not in finished]
-    remove_stale_temporaries(folder, [job.case.case_id for job in todo], found.listing)
+    orphans = [] if shard is not None else _remove_orphans(found, by_id, bool(listing_problems))
+    remove_stale_temporaries(folder, [job.case.case_id for job in todo] + orphans, found.listing)
     label = "preprocessing" + (f" shard {shard}" if shard else "")
-    with IndexWriter(folder, shard, found.entries) as index:
+    removed, failed = set(orphans), []
+    with IndexWriter(folder, shard, {c: e for c, e in found.entries.items() if c not in removed}) as index:
         for case_id, result in run_parallel(preprocess_one, todo, [job.case.case_id for job in todo], num_workers,
                                             label, progress):
             if isinstance(result, CaseProblem):
                 report.problems.append(result)
+                failed.append(case_id)
             else:
                 index.add(result)
                 report.processed.append(case_id)
+        if shard is None:
+            _remove_bad_cases(folder, failed, index)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _remove_orphans(found: FolderSurvey, raw_ids, raw_listing_has_problems: bool) -> list[str]:
+    """A whole run's removal of the written cases whose ids the raw dataset does not list as usable (no
+    run can rewrite them, and one of other plans refuses training): returns the removed ids. Finished ones
+    are kept while the raw listing reports problems (a case listed as bad may still be in the raw dataset)."""
+    kept, removed = [], []
+    for case_id, state in found.states.items():
+        if case_id in raw_ids:
+            continue
+        if raw_listing_has_problems and state == FINISHED:
+            kept.append(case_id)
+        elif remove_case(found.folder, case_id):
+            removed.append(case_id)
+    if removed:
+        _note(f"{found.folder}: removed {len(removed)} preprocessed case(s) the raw dataset no longer has: "
+              f"{_few(removed)}")
+    if kept:
+        _note(f"{found.folder}: kept {len(kept)} finished case(s) the raw dataset does not list as usable, since "
+              f"its listing reports problems (below): {_few(kept)}; a run without them removes the cases it lacks")
+    return removed
+
+
+def _remove_bad_cases(folder: Path, case_ids: list[str], index: IndexWriter) -> None:
+    """Remove the files of cases reported bad in a whole run: never finished for these plans (finished cases
+    are not retried), so they could only leave training refused for a case this run refused to rewrite."""
+    removed = [case_id for case_id in case_ids if remove_case(folder, case_id)]
+    for case_id in removed:
+        index.discard(case_id)
+    if removed:
+        _note(f"{folder}: removed the old, unusable files of {len(removed)} case(s) reported bad below, so that "
+              f"training is not refused for them (preprocessed again once fixed): {_few(removed)}")
+
+
+def _few(case_ids: list[str]) -> str:
+    """The first few ids, and how many more."""
+    more = f" and {len(case_ids) - NAMED_IN_NOTES} more" if len(case_ids) > NAMED_IN_NOTES else ""
+    return ", ".join(case_ids[:NAMED_IN_NOTES]) + more
+
+
+def _note(text: str) -> None:
+    print(f"[fomo_nn] {text}", file=sys.stderr)
