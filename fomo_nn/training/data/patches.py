@@ -7,7 +7,7 @@ import numpy as np
 def crop_with_padding(array: np.ndarray, lower: np.ndarray, size, pad_value: float = 0) -> np.ndarray:
     """Crop `array[..., lo:lo+size]` over the last three axes; parts outside the volume are padded.
 
-    Works on memory maps and on stored cases (case_store.StoredArray): only the overlapping region is read
+    Works on memory maps and on stored cases (array_store.StoredArray): only the overlapping region is read
     (from a stored case, only the blocks it touches are decompressed).
     """
     lower = np.asarray(lower, dtype=np.int64)
