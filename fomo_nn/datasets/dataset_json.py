@@ -162,6 +162,12 @@ def _check_label_map(labels, source, key: str) -> None:
         raise BadInputError(source, f"the background value of {key} must be 0")
     if len(labels) < 2:
         raise BadInputError(source, f"{key} needs at least one label besides background")
+    shared = {value: [name for name, v in labels.items() if v == value] for value in set(labels.values())}
+    shared = {value: names for value, names in shared.items() if len(names) > 1}
+    if shared:
+        detail = "; ".join(f"{value}: {', '.join(names)}" for value, names in sorted(shared.items()))
+        raise BadInputError(source, f"{key} gives one value two names ({detail}): each value must have one name, "
+                                    "or the network's outputs and the masks disagree on what a value means")
     outside = sorted(v for v in labels.values() if not 0 <= v <= MAX_LABEL_VALUE)
     if outside:
         raise BadInputError(source, f"{key} values must lie in 0..{MAX_LABEL_VALUE} (masks are stored as int8), "

@@ -27,10 +27,22 @@ from fomo_nn.io.errors import BadInputError
 DEFAULT_NSD_TOLERANCE_MM = 1.0  # Yucca's, which the FOMO25 baseline evaluator uses (metrics module docstring)
 
 
-def _split_cases(reference_ids, prediction_ids) -> tuple[list[str], list[str], list[str]]:
-    """(all reference cases, reference cases without prediction, predictions without reference)."""
+def _split_cases(reference_ids, prediction_ids, reference, prediction) -> tuple[list[str], list[str], list[str]]:
+    """(all reference cases, reference cases without prediction, predictions without reference); refuses
+    when no prediction matches a reference id (a summary of failures only would look like a scored model)."""
     reference_ids, prediction_ids = set(reference_ids), set(prediction_ids)
+    if reference_ids and not reference_ids & prediction_ids:
+        raise BadInputError(prediction, f"no prediction matches a reference case id: reference {reference} has "
+                                        f"{_few_ids(reference_ids)}, prediction has {_few_ids(prediction_ids)}; "
+                                        "are REF and PRED of the same cases, named alike?")
     return sorted(reference_ids), sorted(reference_ids - prediction_ids), sorted(prediction_ids - reference_ids)
+
+
+def _few_ids(ids, shown: int = 5) -> str:
+    ids = sorted(ids)
+    if not ids:
+        return "no case"
+    return f"{len(ids)} case(s) ({', '.join(ids[:shown])}{', ...' if len(ids) > shown else ''})"
 
 
 def _class_labels(reference: Path, entries: dict[str, ScalarEntry], positive_class) -> tuple[dict[str, int], float, int]:
@@ -57,7 +69,7 @@ def evaluate_classification(reference, prediction, positive_class=None) -> Evalu
     for entry in predicted.values():
         if not 0.0 <= entry.value <= 1.0:
             raise BadInputError(entry.source, f"probability {entry.value:g} is outside [0, 1]")
-    cases, missing, extra = _split_cases(labels, predicted)
+    cases, missing, extra = _split_cases(labels, predicted, reference, prediction)
     records = [{"case_id": case, "label": labels[case],
                 "probability": predicted[case].value if case in predicted else MISSING_PROBABILITY,
                 "missing": case not in predicted} for case in cases]
@@ -96,7 +108,7 @@ def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAU
         raise ValueError(f"NSD tolerance must be >= 0 mm, got {nsd_tolerance_mm}")
     check_empty_pair(empty_pair)
     reference_files, prediction_files = find_masks(reference), find_masks(prediction)
-    cases, missing, extra = _split_cases(reference_files, prediction_files)
+    cases, missing, extra = _split_cases(reference_files, prediction_files, reference, prediction)
     records, merged = [], []
     for case in tqdm(cases, desc="scoring masks", unit="case", disable=not progress):
         if case not in prediction_files:
@@ -120,7 +132,7 @@ def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAU
 def evaluate_regression(reference, prediction) -> EvaluationSummary:
     targets = {case: entry.value for case, entry in find_scalars(reference).items()}
     predicted = find_scalars(prediction)
-    cases, missing, extra = _split_cases(targets, predicted)
+    cases, missing, extra = _split_cases(targets, predicted, reference, prediction)
     if len(cases) < 2:
         raise BadInputError(reference, f"regression needs at least 2 reference cases, found {len(cases)}")
     try:

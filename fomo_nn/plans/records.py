@@ -9,6 +9,7 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.tasks import VOXELS, TaskKind, task_kind
@@ -17,6 +18,65 @@ from fomo_nn.utils.strict_keys import check_known_keys
 
 PLANS_FILE = "plans.json"
 FUSION_MODES = ("none", "stem_expansion", "shared_encoder")
+
+
+# ------------------------------------------------------------------------------------ field rules
+# Each record below lists a rule per field (FIELD_RULES); `_check_fields` applies them when a record is made
+# (read from plans.json, built by the planner, or changed by a command-line override), so a wrong type or
+# range is refused naming the field before any work, instead of failing deep inside training.
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and value == value
+
+
+def integer(low: int | None = None):
+    return (lambda v: _is_int(v) and (low is None or v >= low),
+            "an integer" + (f" >= {low}" if low is not None else ""))
+
+
+def number(low: float = float("-inf"), high: float = float("inf"), open_low: bool = False):
+    above = f"> {low:g}" if open_low else f">= {low:g}"
+    text = "a number" + (f" {above}" if low != float("-inf") else "") + (f" and <= {high:g}" if high != float("inf") else "")
+    return (lambda v: _is_number(v) and (v > low if open_low else v >= low) and v <= high, text)
+
+
+def one_of(*choices):
+    return (lambda v: v in choices, "one of " + ", ".join(map(str, choices)))
+
+
+def text():
+    return (lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+
+
+def flag():
+    return (lambda v: isinstance(v, bool), "true or false")
+
+
+def triple(item):
+    check, what = item
+    return (lambda v: isinstance(v, list) and len(v) == 3 and all(check(x) for x in v), f"3 values, each {what}")
+
+
+def listing(item, min_length: int = 1):
+    check, what = item
+    return (lambda v: isinstance(v, list) and len(v) >= min_length and all(check(x) for x in v),
+            f"a list of at least {min_length}, each {what}")
+
+
+def optional(rule):
+    check, what = rule
+    return (lambda v: v is None or check(v), f"null or {what}")
+
+
+def _check_fields(record, where: str) -> None:
+    """ValueError naming the first field of `record` that breaks its class's FIELD_RULES."""
+    for name, (check, what) in type(record).FIELD_RULES.items():
+        value = getattr(record, name)
+        if not check(value):
+            raise ValueError(f"{where}.{name} is {json.dumps(value, default=repr)[:80]}: it must be {what}")
 
 
 @dataclass
@@ -35,6 +95,16 @@ class NormalizationPlan:
     scheme: str = "zscore_foreground"
     clip_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
 
+    FIELD_RULES: ClassVar[dict] = {"scheme": text()}
+
+    def __post_init__(self):
+        _check_fields(self, "normalization")
+        low_high = self.clip_percentiles
+        if not (isinstance(low_high, list) and len(low_high) == 2 and all(_is_number(v) for v in low_high)
+                and 0 <= low_high[0] < low_high[1] <= 100):
+            raise ValueError(f"normalization.clip_percentiles is {low_high!r}: it must be [low, high] with "
+                             "0 <= low < high <= 100")
+
 
 @dataclass
 class NetworkPlan:
@@ -49,6 +119,21 @@ class NetworkPlan:
     input_channels: int = 1  # channels the encoder's stem takes
     fusion: str = "none"  # how 2-4 sequences meet a single-channel encoder: see FUSION_MODES
     head_dropout: float = 0.0
+
+    FIELD_RULES: ClassVar[dict] = {
+        "encoder": text(), "features_per_stage": listing(integer(1)),
+        "kernel_sizes": listing(triple(integer(1))), "strides": listing(triple(integer(1))),
+        "n_conv_per_stage": listing(integer(1)), "n_conv_per_stage_decoder": listing(integer(1), min_length=0),
+        "input_channels": integer(1), "fusion": one_of(*FUSION_MODES), "head_dropout": number(0.0, 1.0)}
+
+    def __post_init__(self):
+        _check_fields(self, "network")
+        stages = self.num_stages
+        for name, length in (("kernel_sizes", stages), ("strides", stages), ("n_conv_per_stage", stages),
+                             ("n_conv_per_stage_decoder", stages - 1)):
+            if len(getattr(self, name)) != length:
+                raise ValueError(f"network.{name} has {len(getattr(self, name))} entries: it must have {length} "
+                                 f"(features_per_stage has {stages} stages)")
 
     @property
     def num_stages(self) -> int:
@@ -83,6 +168,18 @@ class TrainingPlan:
     layer_lr_decay: float = 1.0
     freeze_encoder_epochs: int = 0
     linear_probe: bool = False
+
+    FIELD_RULES: ClassVar[dict] = {
+        "optimizer": one_of("adamw", "sgd"), "learning_rate": number(0.0, open_low=True),
+        "weight_decay": number(0.0), "momentum": number(0.0, 1.0), "schedule": one_of("warmup_cosine", "poly", "constant"),
+        "warmup_epochs": integer(0), "epochs": integer(1), "iterations_per_epoch": integer(1),
+        "validation_iterations": integer(0), "grad_clip": number(0.0, open_low=True), "checkpoint_every": integer(1),
+        "num_workers": integer(0), "seed": integer(0), "encoder_lr_scale": number(0.0),
+        "layer_lr_decay": number(0.0, 1.0, open_low=True), "freeze_encoder_epochs": integer(0),
+        "linear_probe": flag()}
+
+    def __post_init__(self):
+        _check_fields(self, "training")
 
 
 @dataclass
@@ -140,7 +237,25 @@ class Plans:
     notes: list[str] = field(default_factory=list)  # why the planner decided what it decided
     storage: StoragePlan | None = None  # None: the default for this patch size (plans from before the field)
 
+    FIELD_RULES: ClassVar[dict] = {
+        "dataset_name": text(), "task_type": text(), "channel_names": listing(text()),
+        "target_spacing": triple(number(0.0, open_low=True)), "median_shape": triple(number(0.0, open_low=True)),
+        "patch_size": triple(integer(1)), "batch_size": integer(1),
+        "labels": optional((lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),
+                            "an object of integer values")),
+        "auxiliary_labels": optional((lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),
+                                      "an object of integer values")),
+        "foreground_oversampling": number(0.0, 1.0), "configuration": text(), "plans_name": text()}
+
     def __post_init__(self):
+        _check_fields(self, "plans")
+        if len(self.normalization) != len(self.channel_names):
+            raise ValueError(f"plans.normalization has {len(self.normalization)} entries: it must have one per "
+                             f"channel ({len(self.channel_names)}: {', '.join(self.channel_names)})")
+        total = self.network.total_downsampling
+        if any(p % t for p, t in zip(self.patch_size, total)):
+            raise ValueError(f"plans.patch_size {self.patch_size} must be divisible by the network's total "
+                             f"downsampling {total} (the product of network.strides) on every axis")
         if self.storage is None:
             from fomo_nn.preprocessing.array_store import default_storage  # lazy: array_store reads plans
 
