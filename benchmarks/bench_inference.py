@@ -44,7 +44,7 @@ from fomo_nn.inference.model_folder import load_ensemble  # noqa: E402
 from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings  # noqa: E402
 from fomo_nn.networks import build_finetuning_network, count_parameters  # noqa: E402
 from fomo_nn.plans import NetworkPlan, NormalizationPlan, Plans, save_plans  # noqa: E402
-from fomo_nn.training.checkpoint import save_checkpoint  # noqa: E402
+from fomo_nn.checkpoints.training_state import save_checkpoint  # noqa: E402
 
 FEATURES = [32, 64, 128, 256, 320]
 NNUNET_SCRIPT = r"""

@@ -23,7 +23,7 @@ INFERENCE_KEYS = ("network", "plans", "trainer", "fold", "extra")
 def pack(model_dir: Path, output: Path, folds=None, checkpoint: str = "final") -> list[Path]:
     from fomo_nn.inference.model_folder import find_checkpoints, load_ensemble
     from fomo_nn.plans import Plans, save_plans
-    from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
+    from fomo_nn.checkpoints.training_state import load_checkpoint, save_checkpoint
 
     written = []
     for fold, path in find_checkpoints(model_dir, folds, checkpoint):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fomo_nn.cli.predict import main as predict_main
-from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
+from fomo_nn.checkpoints.training_state import load_checkpoint, save_checkpoint
 from test_inference import GRIDS, head_and_blob, make_affine, write_model, write_nifti
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from fomo_nn.cli.train import main as train_main
 from fomo_nn.plans.records import save_plans
 from fomo_nn.preprocessing import runner
 from fomo_nn.training import progress_log
-from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
+from fomo_nn.checkpoints.training_state import load_checkpoint, save_checkpoint
 from fomo_nn.training.progress_log import ProgressLog
 from fomo_nn.utils.files import NoSpaceLeftError
 

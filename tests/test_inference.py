@@ -18,7 +18,7 @@ from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
 from fomo_nn.io import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.plans import save_plans
-from fomo_nn.training.checkpoint import save_checkpoint
+from fomo_nn.checkpoints.training_state import save_checkpoint
 from preprocessed_builders import tiny_plans
 
 REGRESSION_NORMALIZATION = TargetNormalization(mean=55.0, std=12.5)

@@ -16,7 +16,7 @@ from fomo_nn.networks import build_finetuning_network, build_from_record, load_e
 from fomo_nn.plans import Plans, load_plans, save_plans
 from fomo_nn.preprocessing.case_store import PreprocessedCase, write_case
 from fomo_nn.training.base_trainer import TrainerOptions
-from fomo_nn.training.checkpoint import load_checkpoint, save_checkpoint
+from fomo_nn.checkpoints.training_state import load_checkpoint, save_checkpoint
 from fomo_nn.training.data.loader import StepDraw, make_loader
 from fomo_nn.training.pretraining.base import ADAPTATION_RECORD_KEY
 from fomo_nn.training.progress_log import ProgressLog

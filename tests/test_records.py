@@ -8,9 +8,9 @@ import torch
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_pretraining_network
 from fomo_nn.networks.adaptation import AdaptationRecord, adaptation_record, build_from_record
-from fomo_nn.training import checkpoint as ckpt
+from fomo_nn.checkpoints import training_state as ckpt
 from fomo_nn.training.base_trainer import TrainerOptions
-from fomo_nn.training.checkpoint import TrainingCheckpoint
+from fomo_nn.checkpoints.training_state import TrainingCheckpoint
 from fomo_nn.training.finetuning.pretrained import adaptation_of, load_pretrained_encoder, pretrained_network_plan
 from fomo_nn.training.registry import get_trainer
 from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys, nearest

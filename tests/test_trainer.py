@@ -9,7 +9,7 @@ import torch
 
 from fomo_nn.plans import load_plans
 from fomo_nn.training.base_trainer import TrainerOptions
-from fomo_nn.training.checkpoint import REQUIRED_KEYS, TrainingCheckpoint
+from fomo_nn.checkpoints.training_state import REQUIRED_KEYS, TrainingCheckpoint
 from fomo_nn.training.data.loader import make_loader
 from fomo_nn.training.schedules import lr_multiplier
 from preprocessed_builders import build_preprocessed

@@ -12,7 +12,7 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.plans import load_plans
 from fomo_nn.training.base_trainer import TrainerOptions
-from fomo_nn.training.checkpoint import save_checkpoint
+from fomo_nn.checkpoints.training_state import save_checkpoint
 from fomo_nn.training.finetuning.pretrained import describe_report, load_pretrained_encoder
 from fomo_nn.training.progress_log import ProgressLog
 from preprocessed_builders import build_preprocessed, tiny_plans

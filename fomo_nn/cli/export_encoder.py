@@ -15,7 +15,7 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 from fomo_nn.networks.weights import strip_wrapper_prefixes
 from fomo_nn.networks.adaptation import AdaptationRecord
-from fomo_nn.training.checkpoint import (ADAPTATION, ENCODER, EPOCH, FORMAT, FORMAT_VERSION, NETWORK, PLANS,
+from fomo_nn.checkpoints.training_state import (ADAPTATION, ENCODER, EPOCH, FORMAT, FORMAT_VERSION, NETWORK, PLANS,
                                          SOURCE_CHECKPOINT, TRAINER, load_checkpoint, save_checkpoint)
 
 EXPORT_FORMAT = "fomo_nn_encoder"

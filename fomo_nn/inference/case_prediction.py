@@ -26,7 +26,7 @@ from fomo_nn.inference.sliding_window import sliding_window_dense, sliding_windo
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.tasks import task_kind
-from fomo_nn.training import checkpoint
+from fomo_nn.checkpoints import training_state as checkpoint
 
 AGGREGATIONS = ("mean", "median")
 

@@ -23,6 +23,11 @@ skull-stripped images with a zero background, different where background is nega
 outliers below the 99th percentile keep their linear spread, so the brain's mean sits wherever
 the 99th percentile puts it (site-dependent) rather than at 0. Yucca asserts a nonzero foreground
 std; here a constant foreground simply maps to 1.
+
+zscore_volume (nnssl's and nnU-Net's `ZScoreNormalization` with use_mask_for_norm False, the default of
+nnssl's planner, MIC-DKFZ/nnssl @ 7044864 preprocessing/normalization/normalization_schemes.py; for the
+OpenMind / SSL3D weights): mean and std over every voxel of the image cropped to the nonzero box,
+background included, no clipping (`clip_percentiles` [0, 100]); the background becomes -mean/std.
 """
 from __future__ import annotations
 
@@ -32,10 +37,11 @@ import numpy as np
 
 from fomo_nn.plans.records import NormalizationPlan
 
-SCHEMES = ("zscore_foreground", "volume_wise_znorm")  # the one list: the planner's choices, plans.json's check
+SCHEMES = ("zscore_foreground", "volume_wise_znorm", "zscore_volume")  # the one list: the planner's choices, plans.json's check
 DEFAULT_SCHEME = "zscore_foreground"
-DEFAULT_CLIP_PERCENTILES = {"zscore_foreground": (0.5, 99.5), "volume_wise_znorm": (0.0, 99.0)}
-SCHEME_RANGES = {"zscore_foreground": None, "volume_wise_znorm": (0.0, 1.0)}  # values after normalization
+DEFAULT_CLIP_PERCENTILES = {"zscore_foreground": (0.5, 99.5), "volume_wise_znorm": (0.0, 99.0),
+                            "zscore_volume": (0.0, 100.0)}
+SCHEME_RANGES = {"zscore_foreground": None, "volume_wise_znorm": (0.0, 1.0), "zscore_volume": None}  # values after normalization
 
 
 def check_scheme(scheme: str, where: str | None = None) -> str:
@@ -101,6 +107,21 @@ def volume_wise_znorm(image: np.ndarray, clip_percentiles=(0.0, 99.0)) -> tuple[
                  "scale": scale}
 
 
+def zscore_volume(image: np.ndarray, clip_percentiles=(0.0, 100.0)) -> tuple[np.ndarray, dict]:
+    """nnssl's ZScoreNormalization without a mask: (x - mean) / max(std, 1e-8) over the whole image.
+
+    Percentiles other than [0, 100] clip the image first (nnssl does not clip).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    lower_p, upper_p = _check_percentiles(clip_percentiles)
+    if (lower_p, upper_p) != (0.0, 100.0):
+        lower, upper = (float(v) for v in np.percentile(image, (lower_p, upper_p)))
+        image = np.clip(image, lower, upper)
+    mean, std = float(image.mean()), float(image.std())
+    out = ((image - mean) / max(std, 1e-8)).astype(np.float32)
+    return out, {"mean": mean, "std": std}
+
+
 def normalize_channels(data: np.ndarray, mask: np.ndarray, plans_normalization) -> tuple[np.ndarray, list[dict]]:
     """(C, X, Y, Z) -> normalized float32 copy, one NormalizationPlan per channel.
 
@@ -115,6 +136,8 @@ def normalize_channels(data: np.ndarray, mask: np.ndarray, plans_normalization) 
         scheme = check_scheme(plan.scheme)
         if scheme == "volume_wise_znorm":
             out[channel], channel_stats = volume_wise_znorm(data[channel], tuple(plan.clip_percentiles))
+        elif scheme == "zscore_volume":
+            out[channel], channel_stats = zscore_volume(data[channel], tuple(plan.clip_percentiles))
         else:
             out[channel], channel_stats = zscore_foreground(data[channel], mask, tuple(plan.clip_percentiles))
         stats.append({"scheme": scheme, **channel_stats})

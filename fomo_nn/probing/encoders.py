@@ -20,7 +20,7 @@ from fomo_nn.networks.encoders import as_network_plan, encoder_in_channels
 from fomo_nn.plans import Plans
 from fomo_nn.plans.records import NetworkPlan
 from fomo_nn.tasks import find_task_kind
-from fomo_nn.training.checkpoint import load_checkpoint, task_type_of
+from fomo_nn.checkpoints.training_state import load_checkpoint, task_type_of
 from fomo_nn.training.finetuning.pretrained import pretrained_network_plan, pretrained_state_dict
 
 RANDOM = "random"

@@ -25,7 +25,7 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases
 from fomo_nn.tasks import VOXELS
-from fomo_nn.training.checkpoint import (TrainingCheckpoint, capture_rng_state, load_checkpoint, remove_partial_files,
+from fomo_nn.checkpoints.training_state import (TrainingCheckpoint, capture_rng_state, load_checkpoint, remove_partial_files,
                                          restore_rng_state, save_checkpoint)
 from fomo_nn.training.data.batch_sources import PatchSource, batch_case_ids, case_log_requested
 from fomo_nn.training.data.loader import make_loader, step_seed

@@ -31,7 +31,7 @@ from fomo_nn.networks import build_finetuning_network
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer
-from fomo_nn.training.checkpoint import PRETRAINED
+from fomo_nn.checkpoints.training_state import PRETRAINED
 from fomo_nn.training.finetuning.pretrained import REPORT_FILE, load_pretrained_encoder, print_report
 from fomo_nn.training.finetuning.splits import ALL_FOLD, SPLITS_FILE, fold_cases, load_or_create_splits
 from fomo_nn.utils.files import write_text_atomic

@@ -22,7 +22,7 @@ import torch
 
 from fomo_nn.inference.case_prediction import evaluation_mode
 from fomo_nn.networks.finetuning import DEFAULT_POOL
-from fomo_nn.training.checkpoint import capture_rng_state, restore_rng_state
+from fomo_nn.checkpoints.training_state import capture_rng_state, restore_rng_state
 from fomo_nn.training.data.batch_sources import PatchSource, collate
 from fomo_nn.training.data.loader import seed_global_generators
 from fomo_nn.training.finetuning.base import FinetuningTrainer

@@ -21,7 +21,7 @@ from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import EncoderMismatchError, load_encoder_weights
 from fomo_nn.networks.adaptation import AdaptationRecord
 from fomo_nn.tasks import find_task_kind, task_kind
-from fomo_nn.training.checkpoint import ENCODER, NETWORK, TRAINER, adaptation_entry, load_checkpoint, plans_entry, task_type_of
+from fomo_nn.checkpoints.training_state import ENCODER, NETWORK, TRAINER, adaptation_entry, load_checkpoint, plans_entry, task_type_of
 
 TOPOLOGY_FIELDS = ("encoder", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
 REPORT_FILE = "pretrained_weights_report.json"

@@ -23,13 +23,13 @@ from fomo_nn.networks import adaptation_record, build_pretraining_network
 from fomo_nn import paths
 from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
-from fomo_nn.training.checkpoint import ADAPTATION
+from fomo_nn.checkpoints.training_state import ADAPTATION
 from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
 from fomo_nn.training.pretraining.provenance import data_provenance
 from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, group_by_subject, split_by_subject
 
 SAMPLING_MODES = ("iid", "subject_pairs")
-ADAPTATION_RECORD_KEY = ADAPTATION  # the checkpoint key of the record (owned by training/checkpoint.py)
+ADAPTATION_RECORD_KEY = ADAPTATION  # the checkpoint key of the record (owned by checkpoints/training_state.py)
 SPLIT_FILE = "pretraining_split.json"
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, loaded safely (weights_only: no arbitrary code from a file).
+"""fomo_nn's own training checkpoints: written atomically, read through checkpoints.loading (weights_only).
 
 This module owns the checkpoint's keys: every reader and writer names them through the constants
 below, and a training checkpoint is built and read through `TrainingCheckpoint` (to_dict/from_dict),
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fomo_nn.checkpoints.loading import load_checkpoint_file
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import NoSpaceLeftError, write_atomically
 from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys
@@ -145,17 +146,9 @@ def remove_partial_files(folder: str | Path) -> list[Path]:
     return removed
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "checkpoint does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise BadInputError(path, f"not a loadable fomo_nn checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict):
-        raise BadInputError(path, "checkpoint does not hold a dict")
-    return state
+def load_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> dict:
+    """The top-level dict of a checkpoint file (fomo_nn.checkpoints.loading: weights_only unless trusted)."""
+    return load_checkpoint_file(path, trust_pickle=trust_pickle)
 
 
 def capture_rng_state() -> dict:
