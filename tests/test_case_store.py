@@ -23,7 +23,7 @@ from fomo_nn.preprocessing.array_store import (BLOCK_BYTES, CHUNK_BYTES, StoredA
                                                storage_geometry)
 from fomo_nn.preprocessing.case_files import case_paths
 from fomo_nn.preprocessing.case_index import INDEX_NAME, case_index
-from fomo_nn.preprocessing.case_store import (PreprocessedCase, list_cases, preprocessing_signature,
+from fomo_nn.preprocessing.case_store import (PreprocessedCase, list_cases, preprocessing_signature, remove_case,
                                               remove_stale_temporaries, write_case)
 from fomo_nn.preprocessing.sharding import Shard
 from fomo_nn.training.data.batch_sources import PatchSource
@@ -270,7 +270,7 @@ def test_the_index_is_a_cache_rebuilt_where_case_json_files_changed_or_went(tmp_
 
     data = np.asarray(PreprocessedCase(str(cases_dir), "case_001").data())
     write_case(cases_dir, "case_001", data, None, {"target": 99.0}, plans)  # rewritten after the index
-    case_paths(cases_dir, "case_002")["properties"].unlink()  # and one case gone
+    remove_case(cases_dir, "case_002")  # and one case gone
     with opened_files() as opened:
         cases = {c.case_id: c for c in list_cases(cases_dir, plans)}
     assert _case_jsons(opened) == ["case_001.json"] and "1 of 3 case(s)" in capsys.readouterr().err
@@ -283,7 +283,7 @@ def test_the_index_is_a_cache_rebuilt_where_case_json_files_changed_or_went(tmp_
         list_cases(cases_dir, plans)
 
     (cases_dir / INDEX_NAME).write_text("{not json")  # a damaged index is only a slower start
-    assert len(case_index(cases_dir)) == 3 and json.loads((cases_dir / INDEX_NAME).read_text())["version"] == 1
+    assert len(case_index(cases_dir)) == 3 and json.loads((cases_dir / INDEX_NAME).read_text())["version"] == 2
 
 
 def _planned(tmp_path, num_cases=4):
@@ -304,19 +304,20 @@ def test_shards_write_their_own_index_part_and_the_first_reader_merges_them(tmp_
 
     with opened_files() as opened:
         assert len(list_cases(folder, plans)) == 4  # merges the parts into the index
-    assert _case_jsons(opened) == [] and sorted(Path(p).name for p in opened) == parts
+    plan_files = ["_planned.shard_0_of_2.plan", "_planned.shard_1_of_2.plan"]  # which cases the runs set out to write
+    assert _case_jsons(opened) == [] and sorted(Path(p).name for p in opened) == parts + plan_files
     merged = json.loads((folder / INDEX_NAME).read_text())
     assert sorted(merged["cases"]) == ["case_000", "case_001", "case_002", "case_003"]
     assert sorted(merged["parts"]) == parts
     with opened_files() as opened:
         list_cases(folder, plans)
-    assert [Path(p).name for p in opened] == [INDEX_NAME]  # merged parts are not read again
+    assert sorted(Path(p).name for p in opened) == [INDEX_NAME] + plan_files  # merged parts are not read again
 
     case_paths(folder, "case_001")["properties"].unlink()  # shard 1 redoes a case: its part changes
     assert runner.preprocess_dataset(raw, preprocessed, shard=Shard(1, 2), progress=False).processed == ["case_001"]
     with opened_files() as opened:
         assert len(list_cases(folder, plans)) == 4
-    assert _case_jsons(opened) == [] and sorted(Path(p).name for p in opened) == [INDEX_NAME, parts[1]]
+    assert _case_jsons(opened) == [] and sorted(Path(p).name for p in opened) == [INDEX_NAME, parts[1]] + plan_files
 
     assert runner.preprocess_dataset(raw, preprocessed, progress=False).skipped  # a whole run: one index left
     assert [p.name for p in folder.glob("_cases.*")] == [INDEX_NAME]

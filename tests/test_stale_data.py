@@ -95,11 +95,14 @@ def test_a_case_with_a_tampered_or_missing_signature_is_named(tmp_path):
     assert _files(tmp_path / "out") == []
 
 
-def test_a_missing_mask_is_refused_and_unfinished_cases_are_left_out(tmp_path):
+def test_a_missing_mask_is_refused_and_unfinished_cases_are_left_out_only_when_allowed(tmp_path):
     folder = build_preprocessed(tmp_path, "segmentation", num_cases=4, shape=(32, 32, 32))
     cases = folder / "3d_fullres"
-    case_paths(cases, "case_003")["properties"].unlink()  # a writer killed before CASE.json: not listed
-    assert [c.case_id for c in cases_of(folder)] == ["case_000", "case_001", "case_002"]
+    case_paths(cases, "case_003")["properties"].unlink()  # a writer killed before CASE.json: a partial dataset
+    with pytest.raises(BadInputError, match=r"1 of 4 planned case\(s\) have no finished preprocessed case \(e.g. case_003"):
+        cases_of(folder)
+    allowed = list_cases(cases, load_plans(folder), allow_incomplete=True)
+    assert [c.case_id for c in allowed] == ["case_000", "case_001", "case_002"]
 
     seg = case_paths(cases, "case_001")["seg"]
     seg.unlink()

@@ -6,6 +6,7 @@ fomo_nn.planning and fomo_nn.preprocessing).
     fomo_nn_plan_and_preprocess -d 3 --plans-like PRETRAINED/checkpoint_final.pth
     fomo_nn_plan_and_preprocess -d 1 --no-preprocess        then, per array job:
     fomo_nn_preprocess -d 1 --shard $I/$N -np 8
+    fomo_nn_preprocess -d 1 --verify                        check every stored case in full, rewrite damaged ones
     fomo_nn_plan_and_preprocess -d 2 -np 2 --base-features 8 --max-features 32 --max-patch 32   (tiny CPU run)
 
 One run writes a dataset at a time (the shards of one array job side by side); a second is refused
@@ -17,6 +18,7 @@ import argparse
 import sys
 
 from fomo_nn.io import BadInputError
+from fomo_nn.networks.families import PLANNABLE_FAMILIES
 from fomo_nn.paths import preprocessed_root, raw_root, resolve_dataset_name
 from fomo_nn.preprocessing.dataset_cases import format_problems
 from fomo_nn.preprocessing.normalization import DEFAULT_SCHEME, SCHEMES
@@ -52,7 +54,9 @@ def _add_planner(parser):
     group.add_argument("--max-patch", type=int, default=None, metavar="VOXELS",
                        help="cap every patch edge (e.g. 32 for a tiny CPU run)")
     group.add_argument("--max-batch-size", type=int, default=None, help="cap the batch size")
-    group.add_argument("--encoder", choices=("plain_conv", "residual"), default="plain_conv")
+    group.add_argument("--encoder", choices=PLANNABLE_FAMILIES, default="plain_conv",
+                       help="encoder family the planner sizes (fomo_nn.networks.families; the max-pool U-Net and "
+                            "gardening-tools ResEnc come with --plans-like a checkpoint)")
     group.add_argument("--fusion", choices=("none", "stem_expansion", "shared_encoder"), default="stem_expansion",
                        help="how multi-sequence task inputs meet the encoder (default stem_expansion)")
     group.add_argument("--pretraining-family", choices=("pretraining_reconstruction", "pretraining_contrastive"),
@@ -66,12 +70,17 @@ def _add_planner(parser):
                             "FOMO25 baseline's, for weights pretrained with it (a --plans-like model's scheme wins)")
 
 
-def _add_preprocess(parser):
+RAW_VERIFY_HELP = "check the raw dataset end to end; write nothing"
+STORE_VERIFY_HELP = ("read every finished case's arrays in full, check them against their CASE.json records "
+                     "(shape, dtype, CRC-32) and rewrite the damaged ones with the unfinished ones")
+
+
+def _add_preprocess(parser, verify_help: str = RAW_VERIFY_HELP):
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="preprocess only shard I of N (0 <= I < N; needs plans.json from an earlier run)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="exit 0 even if some cases are bad (they are always skipped and listed)")
-    parser.add_argument("--verify", action="store_true", help="check the raw dataset end to end; write nothing")
+    parser.add_argument("--verify", action="store_true", help=verify_help)
 
 
 def _planner_options(args):
@@ -144,7 +153,8 @@ def _preprocess(args) -> int:
 
     raw_dir, preprocessed_dir = _folders(args.dataset)
     shard = parse_shard(args.shard) if args.shard else None
-    report = preprocess_dataset(raw_dir, preprocessed_dir, args.num_processes, shard, not args.no_progress)
+    report = preprocess_dataset(raw_dir, preprocessed_dir, args.num_processes, shard, not args.no_progress,
+                                verify=getattr(args, "verify_store", False))
     _say(report.summary())
     return 0 if report.ok or args.skip_bad else 1
 
@@ -224,9 +234,10 @@ def main_preprocess(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fomo_nn_preprocess", description="Preprocess the cases per plans.json.")
     _add_dataset(parser)
     _add_processes(parser)
-    _add_preprocess(parser)
+    _add_preprocess(parser, STORE_VERIFY_HELP)
     args = parser.parse_args(argv)
-    return _run(_verify if args.verify else _preprocess, args)
+    args.verify_store = args.verify
+    return _run(_preprocess, args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", help="pretraining checkpoint (or exported encoder) to finetune from")
     parser.add_argument("--allow-partial", action="store_true",
                         help="load a pretrained encoder even if some keys/shapes do not match (reported)")
+    parser.add_argument("--allow-incomplete-dataset", action="store_true",
+                        help="train on the finished cases of a dataset whose preprocessing did not finish (killed, "
+                             "or CASE.json files deleted); without it such a dataset is refused (logged when used)")
     parser.add_argument("--continue", dest="continue_training", action="store_true",
                         help="resume from checkpoint_latest.pth")
     parser.add_argument("--overwrite", action="store_true",
@@ -86,7 +89,8 @@ def main(argv=None) -> int:
                        learning_rate=args.learning_rate, num_workers=args.num_workers,
                        checkpoint_every=args.checkpoint_every, seed=args.seed, compile=args.compile,
                        continue_training=args.continue_training, overwrite=args.overwrite, pretrained=args.pretrained,
-                       allow_partial=args.allow_partial, method=dict(args.settings), training=training,
+                       allow_partial=args.allow_partial, allow_incomplete_dataset=args.allow_incomplete_dataset,
+                       method=dict(args.settings), training=training,
                        probe_datasets=args.probe_datasets, probe_every=args.probe_every)
     except (BadInputError, FileNotFoundError, KeyError, ValueError, RunLockedError) as error:
         print(f"fomo_nn_train: error: {error}", file=sys.stderr)

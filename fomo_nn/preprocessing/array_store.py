@@ -8,17 +8,27 @@ patch read decompresses only the blocks it touches. An array is compressed in me
 hidden temporary name, then renamed into place (`save_array_atomic`). Which arrays make a case, and when
 a case is finished, is the case format's business (case_store).
 
+A stored array proves itself: `save_array_atomic` returns its record (shape, dtype, bytes and the CRC-32
+of the file's bytes), which the case format keeps in CASE.json. Reading checks the shape against the
+record at every open (`StoredArray(path, expected_shape)`: an array of another case is refused), and a
+codec error (truncated, emptied or bit-flipped file) becomes one DamagedStoreError naming the file and the
+command that rewrites it; `check_array_file` compares the whole file with its record (CRC-32 of every byte:
+what `fomo_nn_preprocess --verify` runs). blosc2 keeps no checksum of its own, so a flipped bit may also
+decode silently: only the CRC finds those.
+
 API: `default_storage` and `check_storage` (the plans record's default and rules, read by
-fomo_nn.plans.records), `storage_geometry`, `case_geometry`, `stored_image`, `save_array_atomic`, and
-`StoredArray`, through which every stored array is read.
+fomo_nn.plans.records), `storage_geometry`, `case_geometry`, `stored_image`, `save_array_atomic`,
+`check_array_file`, `DamagedStoreError`, and `StoredArray`, through which every stored array is read.
 """
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans.records import StoragePlan
 from fomo_nn.utils.files import write_bytes_atomic
 
@@ -96,15 +106,72 @@ def case_geometry(shape, storage: StoragePlan) -> tuple[tuple[int, ...], tuple[i
     return chunks, blocks
 
 
-def save_array_atomic(path: Path, array: np.ndarray, storage: StoragePlan) -> None:
-    """Compress in memory, then one atomic file write (a full disk raises NoSpaceLeftError naming `path`)."""
+def save_array_atomic(path: Path, array: np.ndarray, storage: StoragePlan) -> dict:
+    """Compress in memory, then one atomic file write (a full disk raises NoSpaceLeftError naming `path`);
+    returns the array's record (`array_record`), kept in CASE.json."""
     import blosc2
 
     chunks, blocks = case_geometry(array.shape, storage)
     cparams = {"codec": blosc2.Codec[storage.codec.upper()], "clevel": storage.clevel,
                "filters": [blosc2.Filter[storage.filter.upper()]], "nthreads": 1}
     compressed = blosc2.asarray(np.ascontiguousarray(array), chunks=chunks, blocks=blocks, cparams=cparams)
-    write_bytes_atomic(path, compressed.to_cframe())
+    frame = compressed.to_cframe()
+    write_bytes_atomic(path, frame)
+    return array_record(array.shape, array.dtype, frame)
+
+
+def array_record(shape, dtype, frame: bytes) -> dict:
+    """What a stored array must be: its shape and dtype as stored, the file's size and the CRC-32 of its bytes."""
+    return {"shape": [int(s) for s in shape], "dtype": np.dtype(dtype).name, "bytes": len(frame),
+            "crc32": zlib.crc32(frame)}
+
+
+class DamagedStoreError(BadInputError):
+    """A stored array that cannot be used as its record says; names the file and the command that rewrites it.
+
+    Also built from the one formatted message a DataLoader worker's exception is re-raised with."""
+
+    def __init__(self, path, problem: str | None = None):
+        if problem is None:
+            lines = [line for line in str(path).strip().splitlines() if line.strip()]
+            last = lines[-1] if lines else str(path)
+            prefix = f"{type(self).__name__}: "
+            text = last.split(prefix, 1)[1] if prefix in last else last
+            path, _, problem = text.partition(": ")
+        super().__init__(path, problem)
+
+
+def rewrite_command(path: str | Path) -> str:
+    """The command that finds and rewrites damaged cases of the dataset a stored array belongs to
+    (DATASET/CONFIGURATION/CASE.b2nd)."""
+    return f"fomo_nn_preprocess -d {Path(path).parent.parent.name} --verify"
+
+
+def check_array_file(path: str | Path, record: dict | None) -> str | None:
+    """The problem of one stored array file against its record (None: as recorded). Reads every byte (CRC-32);
+    an array without a record (written before records) is decompressed whole instead."""
+    path = Path(path)
+    try:
+        frame = path.read_bytes()
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if record is None:
+        try:
+            np.asarray(StoredArray(path))
+        except DamagedStoreError as error:
+            return error.problem
+        return None
+    if len(frame) != record.get("bytes"):
+        return f"is {len(frame)} bytes, CASE.json records {record.get('bytes')} (truncated or replaced)"
+    if zlib.crc32(frame) != record.get("crc32"):
+        return "its bytes differ from the CRC-32 CASE.json records (damaged on disk or replaced)"
+    try:
+        array = StoredArray(path, record.get("shape"))
+    except DamagedStoreError as error:
+        return error.problem
+    if np.dtype(array.stored_dtype).name != record.get("dtype"):
+        return f"holds {np.dtype(array.stored_dtype).name}, CASE.json records {record.get('dtype')}"
+    return None
 
 
 def stored_image(data: np.ndarray, storage: StoragePlan, case_id: str) -> np.ndarray:
@@ -122,21 +189,36 @@ class StoredArray:
     blocks the slice touches, `np.asarray(a)` the whole array; float16 comes back as float32. Open one per
     use (cheap: the file is memory-mapped, only its header read), never pickle one."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, expected_shape=None):
         import blosc2
 
         self.path = Path(path)
-        self._array = blosc2.open(str(self.path), mode="r", mmap_mode="r", dparams={"nthreads": 1})
-        stored = np.dtype(self._array.dtype)
-        self.dtype = np.dtype(np.float32) if stored == np.float16 else stored
-        self.shape = tuple(int(s) for s in self._array.shape)
+        try:
+            self._array = blosc2.open(str(self.path), mode="r", mmap_mode="r", dparams={"nthreads": 1})
+            self.stored_dtype = np.dtype(self._array.dtype)
+            self.shape = tuple(int(s) for s in self._array.shape)
+        except (RuntimeError, ValueError, OSError, TypeError, KeyError) as error:
+            raise self._damaged(error) from None
+        self.dtype = np.dtype(np.float32) if self.stored_dtype == np.float16 else self.stored_dtype
         self.ndim = len(self.shape)
+        if expected_shape is not None and self.shape != tuple(int(s) for s in expected_shape):
+            raise DamagedStoreError(self.path, f"holds an array of shape {list(self.shape)}, but its CASE.json "
+                                               f"records {[int(s) for s in expected_shape]} (another case's array, "
+                                               f"or written for other plans): rewrite it: {rewrite_command(self.path)}")
+
+    def _damaged(self, error: Exception) -> DamagedStoreError:
+        detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        return DamagedStoreError(self.path, f"the stored array cannot be decoded ({detail}): the file is damaged "
+                                            f"(truncated, emptied or altered); rewrite it: {rewrite_command(self.path)}")
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
-        return _widened(np.asarray(self._array[key]))
+        try:
+            return _widened(np.asarray(self._array[key]))
+        except (RuntimeError, ValueError) as error:
+            raise self._damaged(error) from None
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         array = self[...]

@@ -3,7 +3,10 @@ opening each one.
 
 `_cases.index` (JSON; a name starting with '_' is never a case id, and not ending in .json leaves
 `*.json` one file per case) caches every CASE.json: signature, shape, subject, session, target,
-sequence, foreground location count, and the (inode, size, mtime) of the CASE.json it was read from.
+sequence, foreground location count, the recorded byte size of each array, and the (inode, size,
+mtime) of the CASE.json it was read from. Each index file carries the SHA-1 of its entries: a file
+edited by hand (say, its targets) no longer matches and is read as absent, so what training uses
+comes from the CASE.json files.
 Rule: an entry is used while its CASE.json still has that stamp (one os.scandir and one stat per
 CASE.json, no open); a CASE.json without a matching entry is read (only those) and the index saved
 again, with a note; entries whose CASE.json is gone are dropped. So the index may be missing, stale or
@@ -19,6 +22,7 @@ format's rule (case_store.survey), read from these entries.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -32,7 +36,7 @@ from fomo_nn.preprocessing.case_files import DATA_SUFFIX, OLD_DATA_SUFFIX, PROPE
 from fomo_nn.utils.files import write_json_atomic
 
 INDEX_NAME, INDEX_PREFIX, INDEX_SUFFIX = "_cases.index", "_cases.", ".index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: array sizes in every entry, the digest of the entries
 INDEX_FLUSH_SECONDS = 30.0  # a killed writer loses at most this much of its index (rebuilt from CASE.json)
 
 
@@ -59,6 +63,10 @@ class CaseEntry:
     target: float | None
     foreground: int  # sampled foreground locations (segmentation oversampling)
     stamp: tuple[int, int, int]
+    arrays: dict | None = None  # {"data": bytes, "seg": bytes} as CASE.json records them; None: no record
+
+    def array_bytes(self, key: str) -> int | None:
+        return (self.arrays or {}).get(key)
 
     @classmethod
     def of(cls, case_id: str, properties: dict, stamp) -> "CaseEntry":
@@ -69,7 +77,7 @@ class CaseEntry:
                    session=properties.get("session"), sequence=properties.get("sequence"),
                    target=properties.get("target"),
                    foreground=int(sum(len(v) for v in locations.values())) if isinstance(locations, dict) else 0,
-                   stamp=tuple(int(s) for s in stamp))
+                   stamp=tuple(int(s) for s in stamp), arrays=_array_sizes(properties.get("arrays")))
 
     @classmethod
     def unreadable(cls, case_id: str, stamp) -> "CaseEntry":
@@ -86,6 +94,14 @@ class CaseEntry:
                                        "stamp": tuple(data["stamp"])})
 
 
+def _array_sizes(records) -> dict | None:
+    """{"data": bytes, "seg": bytes} of CASE.json's `arrays` record (None: written before records)."""
+    if not isinstance(records, dict):
+        return None
+    return {key: int(record["bytes"]) for key, record in records.items()
+            if isinstance(record, dict) and isinstance(record.get("bytes"), int)}
+
+
 @dataclass
 class FolderListing:
     """One os.scandir of a configuration folder: file names, hidden temporaries, CASE.json stamps."""
@@ -94,6 +110,7 @@ class FolderListing:
     hidden: list[str] = field(default_factory=list)
     properties: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # case id -> CASE.json stamp
     index_files: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # array file name -> bytes (the cheap store check)
 
     @classmethod
     def scan(cls, folder: str | Path) -> "FolderListing":
@@ -111,6 +128,8 @@ class FolderListing:
                     listing.index_files[name] = file_stamp(entry.stat())
                 elif name.endswith(PROPERTIES_SUFFIX) and not name.startswith("_"):
                     listing.properties[name[:-len(PROPERTIES_SUFFIX)]] = file_stamp(entry.stat())
+                elif name.endswith(DATA_SUFFIX):
+                    listing.sizes[name] = int(entry.stat().st_size)
         return listing
 
     def written_case_ids(self) -> list[str]:
@@ -127,11 +146,21 @@ class FolderListing:
 
 
 def _read_index_file(path: Path) -> dict | None:
+    """An index file whose entries match its digest (None: absent, of another version, or edited)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("version") == INDEX_VERSION else None
+    if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+        return None
+    if data.get("digest") != _digest(data.get("cases")):
+        _note(f"{path}: its entries do not match their digest (edited?): not used; rebuilt from the CASE.json files")
+        return None
+    return data
+
+
+def _digest(cases) -> str:
+    return hashlib.sha1(json.dumps(cases, sort_keys=True).encode()).hexdigest()
 
 
 def _entries_of(data: dict | None) -> dict[str, CaseEntry]:
@@ -200,8 +229,9 @@ def _indexed(folder: Path, listing: FolderListing, case_ids=None, progress: bool
 
 def _save_index(path: Path, entries: dict[str, CaseEntry], parts: dict | None = None) -> bool:
     """Best effort (a read-only dataset just rebuilds next time): whether the index was saved."""
+    cases = {c: entries[c].to_json() for c in sorted(entries)}
     payload = {"version": INDEX_VERSION, "parts": {n: list(s) for n, s in (parts or {}).items()},
-               "cases": {c: entries[c].to_json() for c in sorted(entries)}}
+               "digest": _digest(cases), "cases": cases}
     try:
         write_json_atomic(path, payload, indent=None)
     except OSError:

@@ -7,7 +7,8 @@ Per case, in the configuration folder (e.g. `3d_fullres/`; names in case_files):
 - `CASE_seg.b2nd`: int8 (1, X, Y, Z), the voxel labels of the case (the segmentation target, or the
   auxiliary mask of a classification/regression dataset with plans `auxiliary_labels`, such as task 1's
   infarcts); absent otherwise;
-- `CASE.json`: properties, with the preprocessing signature.
+- `CASE.json`: properties, with the preprocessing signature and `arrays`: each array's record (shape,
+  dtype, bytes, CRC-32 of the file; array_store.array_record).
 Arrays are renamed into place when complete; CASE.json is written last, so its presence, with the arrays
 beside it and the current signature inside it, means the case is complete. A rewrite first removes
 CASE.json (and, without a mask, an older CASE_seg.b2nd), so no stale mask is ever read as this case's.
@@ -17,9 +18,17 @@ The old format (before the compressed store): CASE.npy float32 and CASE_seg.npy.
 the format and the command that rewrites it; a rewrite removes the case's .npy files.
 
 Start-up and resume read every CASE.json through the case index (case_index: `_cases.index` and the
-shards' parts, rebuilt from the files whenever it disagrees with them).
+shards' parts, rebuilt from the files whenever it disagrees with them). Both compare each array file's
+size with its record (one stat per array, in the folder listing): a truncated, emptied or swapped
+array makes its case DAMAGED, rewritten by the next preprocessing run and refusing training until then.
+Every array read checks its shape against CASE.json and names a file it cannot decode
+(array_store.StoredArray); `fomo_nn_preprocess --verify` checks every byte (`verify_cases`).
 
-API: `write_case` (-> CaseEntry), `remove_case`, `survey(folder, plans, case_ids)` (one look at a folder:
+A dataset is complete when every case its preprocessing runs planned (planned_cases) is finished or was
+reported bad: `list_cases` refuses a partial one (a killed run, a deleted CASE.json), naming how many
+are missing and the command, unless told `allow_incomplete` (then logged).
+
+API: `write_case` (-> CaseEntry), `remove_case`, `verify_case`, `survey(folder, plans, case_ids)` (one look at a folder:
 state and entry of every written case), and `list_cases(folder, plans)`, through which training reads:
 it refuses a folder holding cases of other plans (a changed spacing, normalization or storage dtype) or
 of the old format, since the model would record plans that prediction then preprocesses differently from
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -38,15 +48,21 @@ import numpy as np
 
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans.records import PLANS_FILE, load_plans
-from fomo_nn.preprocessing.array_store import StoredArray, save_array_atomic, stored_image
+from fomo_nn.preprocessing.array_store import StoredArray, check_array_file, save_array_atomic, stored_image
 from fomo_nn.preprocessing.case_files import (CASE_SUFFIXES, DATA_SUFFIX, OLD_DATA_SUFFIX, SEG_SUFFIX,
                                               SIGNATURE_KEY, case_paths)
 from fomo_nn.preprocessing.case_index import CaseEntry, FolderListing, case_index, file_stamp
+from fomo_nn.preprocessing.planned_cases import incomplete_cases, read_plan
 from fomo_nn.utils.files import write_json_atomic
+
+logger = logging.getLogger(__name__)
+NAMED = 5  # case ids a message names before it counts the rest
 
 SIGNATURE_VERSION = 2  # 2: the storage format and dtype enter the signature (compressed store)
 # where one case stands against the plans it is read or written for
 FINISHED, UNFINISHED, STALE, MISSING_SEG, OLD_FORMAT = "finished", "unfinished", "stale", "missing_seg", "old_format"
+DAMAGED = "damaged"  # an array file whose size differs from its CASE.json record
+STATES = (FINISHED, UNFINISHED, STALE, MISSING_SEG, OLD_FORMAT, DAMAGED)
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -70,12 +86,13 @@ def write_case(folder: str | Path, case_id: str, data: np.ndarray, seg: np.ndarr
     for old in (paths["old_data"], paths["old_seg"]):
         old.unlink(missing_ok=True)
     image = stored_image(data, plans.storage, case_id)
-    save_array_atomic(paths["data"], image, plans.storage)
+    arrays = {"data": save_array_atomic(paths["data"], image, plans.storage)}
     if seg is not None:
-        save_array_atomic(paths["seg"], np.ascontiguousarray(seg, dtype=np.int8), plans.storage)
+        arrays["seg"] = save_array_atomic(paths["seg"], np.ascontiguousarray(seg, dtype=np.int8), plans.storage)
     else:
         paths["seg"].unlink(missing_ok=True)
-    record = {**properties, "shape": [int(s) for s in image.shape], SIGNATURE_KEY: preprocessing_signature(plans)}
+    record = {**properties, "shape": [int(s) for s in image.shape], "arrays": arrays,
+              SIGNATURE_KEY: preprocessing_signature(plans)}
     write_json_atomic(paths["properties"], record, indent=None)
     return CaseEntry.of(case_id, record, file_stamp(os.stat(paths["properties"])))
 
@@ -136,11 +153,18 @@ class PreprocessedCase:
         return {k: v for k, v in self.__dict__.items() if k != "properties"}
 
     def data(self) -> StoredArray:
-        """(C, X, Y, Z) float32, read lazily: slicing decompresses only the patch's blocks."""
-        return StoredArray(self.data_path)
+        """(C, X, Y, Z) float32, read lazily: slicing decompresses only the patch's blocks; its shape is checked
+        against CASE.json's (through the index entry, which matches it)."""
+        return StoredArray(self.data_path, self._shape())
 
     def seg(self) -> StoredArray | None:
-        return StoredArray(self.seg_path) if self.seg_path.is_file() else None
+        if not self.seg_path.is_file():
+            return None
+        shape = self._shape()
+        return StoredArray(self.seg_path, None if shape is None else (1, *shape[1:]))
+
+    def _shape(self):
+        return self.entry.shape if self.entry is not None and self.entry.shape else self.properties.get("shape")
 
     @property
     def target(self) -> float | None:
@@ -193,8 +217,8 @@ def survey(folder: str | Path, plans, case_ids=None, progress: bool = True) -> F
 
 def _state(listing: FolderListing, entry: CaseEntry | None, case_id: str, signature: str, needs_seg: bool) -> str:
     """FINISHED, UNFINISHED (CASE.json or CASE.b2nd absent: its writer never got to the end), OLD_FORMAT
-    (CASE.json beside a CASE.npy), STALE (CASE.json without this signature: other plans, or unreadable) or
-    MISSING_SEG."""
+    (CASE.json beside a CASE.npy), STALE (CASE.json without this signature: other plans, or unreadable),
+    MISSING_SEG, or DAMAGED (an array file of another size than CASE.json records)."""
     if entry is None:
         return UNFINISHED
     if not listing.has(case_id, DATA_SUFFIX):
@@ -203,6 +227,10 @@ def _state(listing: FolderListing, entry: CaseEntry | None, case_id: str, signat
         return STALE
     if needs_seg and not listing.has(case_id, SEG_SUFFIX):
         return MISSING_SEG
+    for key, suffix in (("data", DATA_SUFFIX), ("seg", SEG_SUFFIX)):
+        recorded = entry.array_bytes(key)
+        if recorded is not None and listing.sizes.get(f"{case_id}{suffix}") != recorded:
+            return DAMAGED
     return FINISHED
 
 
@@ -218,23 +246,48 @@ def preprocess_command(folder: str | Path, plans) -> str:
     return command if same else f"save these plans as {dataset_dir / PLANS_FILE}, then run {command}"
 
 
-def list_cases(folder: str | Path, plans, progress: bool = True) -> list[PreprocessedCase]:
-    """The finished cases of `folder` for `plans`; cases without CASE.json (a writer still at work or
-    killed) are left out, but one case of other plans or of the old format, or without the mask the plans
-    expect, refuses the whole folder, naming the command that preprocesses it again."""
+def list_cases(folder: str | Path, plans, progress: bool = True, allow_incomplete: bool = False) -> list[PreprocessedCase]:
+    """The finished cases of `folder` for `plans`. One case of other plans or of the old format, without the
+    mask the plans expect, or with a damaged array refuses the whole folder, naming the command that
+    preprocesses it again; so does a partial dataset (cases planned but not finished), unless
+    `allow_incomplete` (then the missing cases are logged)."""
     found = survey(folder, plans, progress=progress)
-    _refuse_unusable(found.folder, plans, {state: found.ids(state)
-                                           for state in (FINISHED, UNFINISHED, STALE, MISSING_SEG, OLD_FORMAT)})
+    by_state = {state: found.ids(state) for state in STATES}
+    _refuse_unusable(found.folder, plans, by_state)
+    plan = read_plan(found.folder, preprocessing_signature(plans))
+    missing = incomplete_cases(plan, by_state[FINISHED], by_state[UNFINISHED])
+    if missing or plan.missing_shards:
+        message = _incomplete_message(found.folder, plans, missing, len(by_state[FINISHED]), plan.missing_shards)
+        if not allow_incomplete:
+            raise BadInputError(found.folder, message + " (or train on what exists with --allow-incomplete-dataset)")
+        logger.warning("%s: %s; training on the %d finished case(s) anyway (--allow-incomplete-dataset)",
+                       found.folder, message, len(by_state[FINISHED]))
     folder_name = str(found.folder)
     return [PreprocessedCase(folder_name, case_id, found.entries[case_id]) for case_id in found.ids(FINISHED)]
 
 
+def _incomplete_message(folder: Path, plans, missing: list[str], finished: int, missing_shards=()) -> str:
+    command = preprocess_command(folder, plans)
+    parts = []
+    if missing:
+        more = f" and {len(missing) - NAMED} more" if len(missing) > NAMED else ""
+        parts.append(f"{len(missing)} of {len(missing) + finished} planned case(s) have no finished preprocessed case "
+                     f"(e.g. {', '.join(missing[:NAMED])}{more}; a killed run or a deleted CASE.json)")
+    if missing_shards:
+        more = f" and {len(missing_shards) - NAMED} more" if len(missing_shards) > NAMED else ""
+        parts.append(f"shard(s) {', '.join(missing_shards[:NAMED])}{more} never ran (their cases are not counted above)")
+    shards = " (or run the missing shards: --shard I/N)" if missing_shards else ""
+    return f"the preprocessing did not finish: {'; '.join(parts)}; finish it: {command}{shards}"
+
+
 def _refuse_unusable(folder: Path, plans, by_state: dict[str, list[str]]) -> None:
-    """One BadInputError for the first problem: old format, stale cases, missing masks, or no finished case."""
+    """One BadInputError for the first problem: old format, stale cases, missing masks, damaged arrays, or no
+    finished case."""
     stale, no_seg, unfinished, old = by_state[STALE], by_state[MISSING_SEG], by_state[UNFINISHED], by_state[OLD_FORMAT]
-    if by_state[FINISHED] and not stale and not no_seg and not old:
+    damaged = by_state[DAMAGED]
+    if by_state[FINISHED] and not stale and not no_seg and not old and not damaged:
         return
-    written = sum(len(by_state[state]) for state in (FINISHED, STALE, MISSING_SEG, OLD_FORMAT))
+    written = sum(len(by_state[state]) for state in (FINISHED, STALE, MISSING_SEG, OLD_FORMAT, DAMAGED))
     command = preprocess_command(folder, plans)
     if old:
         raise BadInputError(folder, f"{len(old)} of {written} preprocessed case(s) are in the old .npy format "
@@ -251,5 +304,39 @@ def _refuse_unusable(folder: Path, plans, by_state: dict[str, list[str]]) -> Non
                             f"{len(no_seg)} of {written} preprocessed case(s) lack the CASE{SEG_SUFFIX} the plans "
                             f"expect (voxel labels {plans.voxel_labels}; e.g. {', '.join(no_seg[:3])}): preprocess "
                             f"again: {command}")
+    if damaged:
+        raise BadInputError(case_paths(folder, damaged[0])["data"],
+                            f"{len(damaged)} of {written} preprocessed case(s) have array files of another size than "
+                            f"their CASE.json records (truncated, emptied, or another case's array copied over; e.g. "
+                            f"{', '.join(damaged[:3])}): rewrite them: {command}")
     count = f" ({len(unfinished)} unfinished)" if unfinished else ""
     raise BadInputError(folder, f"no finished preprocessed case{count}: preprocess: {command}")
+
+
+# ------------------------------------------------------------------------------------------------- verify
+def verify_case(folder: str | Path, case_id: str) -> str | None:
+    """The problem of one finished case's arrays against its CASE.json records, every byte read (None: as
+    recorded); what `fomo_nn_preprocess --verify` runs before it rewrites the damaged cases."""
+    paths = case_paths(folder, case_id)
+    try:
+        properties = json.loads(paths["properties"].read_text())
+    except (OSError, ValueError) as error:
+        return f"{paths['properties']}: cannot be read ({error})"
+    records = properties.get("arrays") or {}
+    shape = properties.get("shape")
+    for key in ("data", "seg"):
+        if not paths[key].is_file():
+            continue
+        record = records.get(key)
+        if record is None and shape is not None:  # written before records: decode it whole
+            record_shape = shape if key == "data" else [1, *shape[1:]]
+            problem = check_array_file(paths[key], None)
+            if problem is None:
+                array = StoredArray(paths[key])
+                problem = None if list(array.shape) == list(record_shape) else \
+                    f"holds shape {list(array.shape)}, CASE.json records {record_shape}"
+        else:
+            problem = check_array_file(paths[key], record)
+        if problem:
+            return f"{paths[key]}: {problem}"
+    return None

@@ -13,8 +13,15 @@ case listed as bad may be among them) and the files of the cases reported bad in
 finished for these plans: finished cases are not retried), each removal named in one note. So training
 is never refused for a case that preprocessing cannot fix. Shards see only their part and remove nothing.
 
-One writer per dataset (`dataset_lock`): a whole run writes alone, the shards of one array job (one
-N, one plans.json) side by side; anything else is refused with the running holder named. A full
+Every run first records the cases it sets out to write (planned_cases), so training can refuse a
+dataset whose preprocessing did not finish. A case whose array files differ in size from their
+CASE.json records (truncated, swapped) is rewritten like an unfinished one; with `verify` (fomo_nn_preprocess
+--verify) every finished case's arrays are read in full and checked against their CRC-32 records first,
+and the damaged ones rewritten, each named in a note.
+
+One writer per dataset (`dataset_lock`, in dataset_lock): a whole run writes alone, the shards of one
+array job (one N, one plans.json) side by side; anything else, a running training included, is refused
+with the running holder named. A full
 disk stops the run ("no space left on <path>"), every finished case kept for the rerun.
 """
 from __future__ import annotations
@@ -29,15 +36,15 @@ from fomo_nn.plans.records import load_plans
 from fomo_nn.preprocessing.case_index import CaseEntry, IndexWriter
 from fomo_nn.preprocessing.case_preprocessing import label_values_of, preprocess_loaded, voxel_label_file
 from fomo_nn.preprocessing.case_reading import read_case_images
-from fomo_nn.preprocessing.case_store import (FINISHED, FolderSurvey, preprocessing_signature, remove_case,
-                                              remove_stale_temporaries, survey, write_case)
+from fomo_nn.preprocessing.case_store import (DAMAGED, FINISHED, FolderSurvey, preprocessing_signature, remove_case,
+                                              remove_stale_temporaries, survey, verify_case, write_case)
+from fomo_nn.preprocessing.planned_cases import write_plan
+from fomo_nn.preprocessing.dataset_lock import dataset_lock
 from fomo_nn.preprocessing.dataset_cases import CaseProblem, dataset_cases, format_problems
 from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.preprocessing.sharding import Shard, select_shard
 from fomo_nn.utils.files import is_no_space, no_space_error, write_bytes_atomic
-from fomo_nn.utils.run_lock import RunLock
 
-LOCK_NAME = "preprocess"
 NAMED_IN_NOTES = 5  # case ids a removal note names before it counts the rest
 
 
@@ -67,17 +74,6 @@ class _Job:
     folder: str
 
 
-def dataset_lock(preprocessed_dir: str | Path, shard: Shard | None = None, signature: str | None = None) -> RunLock:
-    """The one-writer rule of a preprocessed dataset: a whole run (fingerprint, plan, preprocess) holds it
-    alone; shards share it when their count and preprocessing signature agree (one array job), and two
-    runs of one shard, a whole run, or shards of other plans refuse each other."""
-    if shard is None:
-        return RunLock(preprocessed_dir, LOCK_NAME, "fomo_nn preprocessing")
-    return RunLock(preprocessed_dir, LOCK_NAME, "fomo_nn preprocessing", label=f"shard {shard}",
-                   shared=f"{shard.count} shards, preprocessing signature {signature}",
-                   advice="the shards of one array job must share N and plans.json")
-
-
 def copy_dataset_json(raw_dir: Path, preprocessed_dir: Path) -> None:
     write_bytes_atomic(preprocessed_dir / "dataset.json", (raw_dir / "dataset.json").read_bytes())
 
@@ -105,17 +101,18 @@ def preprocess_one(job: _Job) -> CaseProblem | CaseEntry:
 
 
 def preprocess_dataset(raw_dir: str | Path, preprocessed_dir: str | Path, num_workers: int = 1,
-                       shard: Shard | None = None, progress: bool = True) -> PreprocessReport:
+                       shard: Shard | None = None, progress: bool = True, verify: bool = False) -> PreprocessReport:
     """Preprocess every (shard's) case that is not finished yet, per preprocessed_dir/plans.json, as the
-    dataset's writer (RunLockedError while another run writes it)."""
+    dataset's writer (RunLockedError while another run writes or a training reads it); `verify` first reads
+    every finished case in full and rewrites the damaged ones."""
     raw_dir, preprocessed_dir = Path(raw_dir), Path(preprocessed_dir)
     signature = preprocessing_signature(load_plans(preprocessed_dir))
     with dataset_lock(preprocessed_dir, shard, signature):
-        return _preprocess_locked(raw_dir, preprocessed_dir, num_workers, shard, progress, signature)
+        return _preprocess_locked(raw_dir, preprocessed_dir, num_workers, shard, progress, signature, verify)
 
 
 def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, shard: Shard | None, progress: bool,
-                       signature: str) -> PreprocessReport:
+                       signature: str, verify: bool = False) -> PreprocessReport:
     started = time.perf_counter()
     plans = load_plans(preprocessed_dir)
     if preprocessing_signature(plans) != signature:  # re-planned between our read and our lock
@@ -128,8 +125,16 @@ def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, 
     by_id = {case.case_id: case for case in cases}
     report = PreprocessReport(problems=listing_problems if shard is None or shard.index == 0 else [])
     ids = select_shard(by_id, shard)
+    write_plan(folder, shard, signature, ids)  # before any case: a run killed from here on is partial
     found = survey(folder, plans, None if shard is None else ids, progress)  # a whole run indexes every case
     finished = set(found.ids(FINISHED))
+    damaged = [c for c in found.ids(DAMAGED) if c in by_id]
+    if verify:
+        damaged += _verify_finished(folder, sorted(finished & set(ids)), num_workers, progress)
+        finished -= set(damaged)
+    if damaged:
+        _note(f"{folder}: rewriting {len(damaged)} case(s) whose stored arrays differ from their CASE.json records: "
+              f"{_few(sorted(damaged))}")
     report.skipped = [case_id for case_id in ids if case_id in finished]
     todo = [_Job(by_id[case_id], plans, str(folder)) for case_id in ids if case_id not in finished]
     orphans = [] if shard is not None else _remove_orphans(found, by_id, bool(listing_problems))
@@ -147,8 +152,24 @@ def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, 
                 report.processed.append(case_id)
         if shard is None:
             _remove_bad_cases(folder, failed, index)
+    write_plan(folder, shard, signature, ids, {p.case_id: p.problem for p in report.problems if p.case_id})
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _verify_finished(folder: Path, case_ids: list[str], num_workers: int, progress: bool) -> list[str]:
+    """The finished cases whose arrays differ from their CASE.json records, every byte read (each named)."""
+    jobs = [(str(folder), case_id) for case_id in case_ids]
+    damaged = []
+    for case_id, problem in run_parallel(_verify_one, jobs, case_ids, num_workers, "verify", progress):
+        if problem:
+            _note(f"damaged: {problem}")
+            damaged.append(case_id)
+    return damaged
+
+
+def _verify_one(job: tuple[str, str]) -> str | None:
+    return verify_case(*job)
 
 
 def _remove_orphans(found: FolderSurvey, raw_ids, raw_listing_has_problems: bool) -> list[str]:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases
+from fomo_nn.preprocessing.dataset_lock import dataset_read_lock
 from fomo_nn.tasks import VOXELS
 from fomo_nn.checkpoints.training_state import (TrainingCheckpoint, capture_rng_state, load_checkpoint, remove_partial_files,
                                          restore_rng_state, save_checkpoint)
@@ -61,6 +62,7 @@ class TrainerOptions:
     compile: bool = False
     pretrained: str | None = None
     allow_partial: bool = False
+    allow_incomplete_dataset: bool = False  # train on the finished cases of a dataset whose preprocessing did not finish
     progress_bar: bool | None = None  # None: only when attached to a terminal
     probe_datasets: list = field(default_factory=list)  # pretraining: labelled datasets of the online probe
     probe_every: int = 1  # epochs between online-probe measurements
@@ -263,7 +265,8 @@ class BaseTrainer(ABC):
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def setup(self) -> None:
-        cases = list_cases(self.preprocessed_dir / self.plans.configuration, self.plans)  # stale data: before any write
+        cases = list_cases(self.preprocessed_dir / self.plans.configuration, self.plans,  # before any write
+                           allow_incomplete=self.options.allow_incomplete_dataset)
         resume_state = self._claim_output_folder()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._seed_everything()
@@ -406,7 +409,7 @@ class BaseTrainer(ABC):
         lock = (RunLock(self.output_dir, "train", "fomo_nn training", advice="or train into another fold folder "
                         "(--output or --tag)") if self.dist.is_main else nullcontext())
         try:
-            with lock:
+            with dataset_read_lock(self.preprocessed_dir), lock:  # no preprocessing rewrites what this run reads
                 return self._train()
         except OSError as error:
             if is_no_space(error):

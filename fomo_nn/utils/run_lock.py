@@ -18,6 +18,19 @@ to the record: a holder on this host whose pid is gone (or reused: its start tim
 stale; one on another host cannot be checked from here, so the message says which file to delete
 if that run is dead. Limitation: Lustre mounted `localflock` only excludes runs on one node.
 
+A marker appears with its record already inside: the record is written to a hidden temporary file,
+flocked, and hard-linked to the marker's name (atomic, EEXIST when held; the classic NFS lock-file
+way), so a run starting at the same instant reads the real holder, never an empty record. Where hard
+links are not offered, the marker is created empty and a reader waits a moment for its record.
+
+A reader/writer use (`readers`: e.g. trainings reading a preprocessed dataset) is a shared group
+whose holders each carry their own label: readers run side by side, a writer waits for none of them
+and is refused while any lives (and a reader while a writer lives).
+
+Before anything is created the folder is checked (`check_output_folder`): an existing file in its
+path, a name longer than the filesystem allows, or a read-only place is one BadInputError naming the
+path, instead of an OSError from the folder creation.
+
 A process that already holds a folder's lock may take it again (nested steps of one command);
 the lock excludes other processes, not threads of this one.
 """
@@ -31,13 +44,17 @@ import re
 import shlex
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from fomo_nn.io.errors import BadInputError
 from fomo_nn.utils.files import is_no_space, no_space_error
 
 _NO_FLOCK = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+_NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+RECORD_WAIT_SECONDS = 2.0  # how long a reader waits for the record of a marker created without a link
 _HELD: dict[tuple[str, str], "RunLock"] = {}  # (folder, name) -> the lock this process holds
 
 
@@ -57,10 +74,11 @@ class Holder:
     command: str = "?"
     label: str | None = None
     group: str | None = None
+    purpose: str | None = None
     checked: bool = True  # False: liveness could not be checked from here (no flock, other host)
 
     def describe(self) -> str:
-        who = f"{self.label}: " if self.label else ""
+        who = f"{self.label}: " if self.label else (f"{self.purpose}: " if self.purpose else "")
         return f"{who}host {self.host}, pid {self.pid}, since {self.started}, command `{self.command}`"
 
 
@@ -72,11 +90,12 @@ class RunLock:
     """
 
     def __init__(self, folder: str | Path, name: str, purpose: str, shared: str | None = None,
-                 label: str | None = None, advice: str = ""):
+                 label: str | None = None, advice: str = "",
+                 reason: str = "two runs writing one folder would mix their outputs"):
         if shared is not None and not label:
             raise ValueError("a shared lock needs a label naming this holder (e.g. the shard)")
         self.folder, self.name, self.purpose = Path(folder), name, purpose
-        self.shared, self.label, self.advice = shared, label, advice
+        self.shared, self.label, self.advice, self.reason = shared, label, advice, reason
         self.marker = self.folder / (f".fomo_nn_{name}.{_slug(label)}.lock" if shared is not None
                                      else f".fomo_nn_{name}.lock")
         self._fd: int | None = None  # -1: nested inside this process's own hold
@@ -90,15 +109,18 @@ class RunLock:
         if self._key in _HELD:  # this process already writes the folder (an enclosing step holds the lock)
             self._fd = -1
             return self
+        check_output_folder(self.folder)
         self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
-        self.folder.mkdir(parents=True, exist_ok=True)
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
             self._create_marker()
             self._check_others()
         except BaseException as error:
             self._remove_marker()
             if is_no_space(error):
                 raise no_space_error(error, self.marker) from None
+            if isinstance(error, OSError) and error.errno in _UNUSABLE:
+                raise BadInputError(error.filename or self.folder, _unusable(error)) from None
             raise
         _HELD[self._key] = self
         return self
@@ -111,6 +133,18 @@ class RunLock:
 
     # ----------------------------------------------------------------- taking and giving back
     def _create_marker(self) -> None:
+        for _ in range(5):  # a stale marker removed: try again
+            linked = self._link_marker()
+            if linked is None:
+                break  # no hard links here: create the marker itself, below
+            if linked:
+                return
+            holder = live_holder(self.marker)
+            if holder is not None:
+                raise RunLockedError(self._refusal([holder])) from None
+        else:
+            raise RunLockedError(f"{self.folder}: could not take the lock {self.marker.name} (other runs keep "
+                                 "starting and stopping in this folder); try again")
         for _ in range(5):  # a stale marker removed, or a checker raced with our creation: try again
             try:
                 self._fd = os.open(self.marker, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -128,6 +162,30 @@ class RunLock:
             return
         raise RunLockedError(f"{self.folder}: could not take the lock {self.marker.name} (other runs keep "
                              "starting and stopping in this folder); try again")
+
+    def _link_marker(self) -> bool | None:
+        """The marker made whole in one step: its record written and flocked under a temporary name, then
+        hard-linked into place. True: taken (self._fd holds it); False: a marker exists; None: this
+        filesystem offers no hard links."""
+        temporary = self.folder / f"{self.marker.name}.{socket.gethostname()}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _flock(fd, blocking=True)
+            os.write(fd, json.dumps(self._record()).encode())
+            os.fsync(fd)
+            os.link(temporary, self.marker)
+        except FileExistsError:
+            os.close(fd)
+            return False
+        except OSError as error:
+            os.close(fd)
+            if error.errno in _NO_LINK:
+                return None
+            raise
+        finally:
+            temporary.unlink(missing_ok=True)
+        self._fd = fd
+        return True
 
     def _check_others(self) -> None:
         """The exclusive holder refuses while shared holders live, and a shared one while an exclusive or
@@ -161,11 +219,16 @@ class RunLock:
     def _record(self) -> dict:
         return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()),
                 "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-                "command": _command(), "label": self.label, "group": self.shared}
+                "command": _command(), "label": self.label, "group": self.shared, "purpose": self.purpose}
 
     def _refusal(self, holders: list[Holder]) -> str:
-        lines = [f"{self.folder} is being written by another {self.purpose} run, so this one does not start "
-                 "(two runs writing one folder would mix their outputs):"]
+        others = sorted({h.purpose for h in holders if h.purpose and h.purpose != self.purpose})
+        if others:
+            lines = [f"{self.folder} is in use by another run ({', '.join(others)}), so this {self.purpose} run does "
+                     f"not start ({self.reason}):"]
+        else:
+            lines = [f"{self.folder} is being written by another {self.purpose} run, so this one does not start "
+                     f"({self.reason}):"]
         for holder in holders:
             other_settings = (self.shared is not None and holder.group is not None and holder.group != self.shared)
             lines.append(f"  {holder.describe()}" + (f" [settings: {holder.group}; this run: {self.shared}]"
@@ -189,7 +252,7 @@ def live_holder(marker: Path) -> Holder | None:
         try:
             locked = _flock(fd, blocking=False)
         except BlockingIOError:  # its flock is held: the holder is alive
-            return _holder(marker, _read_record(fd), checked=True)
+            return _holder(marker, _wait_for_record(fd), checked=True)
         record = _read_record(fd)
         if not locked and _fallback_live(record):
             return _holder(marker, record, checked=record is not None and record.get("host") == socket.gethostname())
@@ -241,10 +304,21 @@ def _read_record(fd: int) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def _wait_for_record(fd: int) -> dict | None:
+    """The record of a live marker; one created without a link may be empty for a moment."""
+    deadline = time.monotonic() + RECORD_WAIT_SECONDS
+    record = _read_record(fd)
+    while record is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        record = _read_record(fd)
+    return record
+
+
 def _holder(marker: Path, record: dict | None, checked: bool) -> Holder:
     if record is None:  # being created this instant, or written by something else
         return Holder(marker, started="(no record yet)", checked=checked)
-    fields = {k: record[k] for k in ("host", "pid", "pid_start", "started", "command", "label", "group") if k in record}
+    fields = {k: record[k] for k in ("host", "pid", "pid_start", "started", "command", "label", "group", "purpose")
+              if k in record}
     return Holder(marker, **fields, checked=checked)
 
 
@@ -277,3 +351,46 @@ def _command() -> str:
 
 def _slug(label: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(label)).strip("-") or "holder"
+
+
+# ------------------------------------------------------------------------------------ the folder itself
+_UNUSABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT}
+
+
+def _unusable(error: OSError) -> str:
+    why = {errno.EROFS: "is on a read-only filesystem", errno.EACCES: "is not writable (permission denied)",
+           errno.EPERM: "is not writable (operation not permitted)",
+           errno.ENOTDIR: "has a file where a folder must be", errno.EEXIST: "exists as a file, not a folder",
+           errno.ENAMETOOLONG: "has a name longer than the filesystem allows",
+           errno.ENOENT: "cannot be created in this place"}[error.errno]
+    return f"cannot be used as an output folder: it {why}; choose another place"
+
+
+def check_output_folder(folder: str | Path) -> None:
+    """BadInputError naming the path when `folder` cannot be an output folder: a file in its place or in
+    its path, a name longer than the filesystem allows (e.g. a long --tag), or a read-only place. Creates
+    nothing."""
+    folder = Path(os.path.abspath(folder))
+    existing = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), Path(folder.anchor))
+    if not existing.is_dir():
+        what = "the output folder" if existing == folder else f"a folder of {folder}"
+        raise BadInputError(existing, f"is a file, but {what} must be created here; choose another output folder "
+                                      "or move the file away")
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in folder.relative_to(existing).parts:
+        if len(os.fsencode(part)) > limit:
+            raise BadInputError(folder, f"the folder name {part[:40]!r}... is {len(os.fsencode(part))} bytes, longer "
+                                        f"than the {limit} this filesystem allows (shorten --tag or --output)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        problem = "on a read-only filesystem" if _read_only_filesystem(existing) else "not writable by this user"
+        raise BadInputError(existing, f"is {problem}, so {folder} cannot be written; choose another output folder")
+
+
+def _read_only_filesystem(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
