@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"predict.py: error: {OPTIONS_FILE} is not a valid option line: {error}", file=sys.stderr)
         return 1
-    from fomo_nn.fomo25.tasks import SEQUENCES, TASK_RULES
+    from fomo_nn.challenges.fomo25 import SEQUENCES, TASK_RULES
     from fomo_nn.inference.challenge import main as challenge_main, task_of_model
 
     argv = [*baked, *argv]

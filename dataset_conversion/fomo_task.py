@@ -1,10 +1,12 @@
 """FOMO finetuning task folder -> nnU-Net-style raw dataset (classification, segmentation or regression).
 
-`fomo_nn_convert fomo-task SRC --task {1,2,3} -d N` reads `SRC/preprocessed/sub_X/ses_1/<sequence>.nii.gz`
-and the labels in `SRC/labels/sub_X/ses_1/` or `SRC/labels/sub_X/`, picks the channels of the task's
-rule, reads every image once (unreadable, truncated, NaN/Inf, 4D, grids that disagree) and writes
+`fomo_nn_convert fomo-task SRC [--edition fomo25|fomo26] --task N -d N` reads
+`SRC/preprocessed/sub_X/ses_1/<sequence>.nii.gz` (FOMO26: `sub-XX/ses-01/`) and the labels in
+`SRC/labels/sub_X/ses_1/` or `SRC/labels/sub_X/`, picks the channels of the task's rule (its own files
+only: FOMO26 task 3 reads `t1w.nii.gz`, task 4 `t2w.nii.gz`, task 5 `t1.nii.gz`), reads every image once (unreadable, truncated, NaN/Inf, 4D, grids that disagree) and writes
 `imagesTr/sub_X_000k.nii.gz` (hard link or byte copy: the scan is not re-encoded, its geometry stays
-exactly as given) plus `labelsTr/sub_X.nii.gz` (task 2) or `labelsTr/sub_X.txt` (tasks 1, 3).
+exactly as given) plus `labelsTr/sub_X.nii.gz` (segmentation: values among the task's labels, {0, 1, 2}
+for FOMO26 task 4) or `labelsTr/sub_X.txt` (classification, regression: `label.txt` / `labels.txt`).
 Task 1 ships an infarct mask `seg.nii.gz` beside `label.txt` (all-zero for negatives): when the source
 has any, every labelled case must have one, and it is kept as the auxiliary mask
 `labelsTr/sub_X.nii.gz` (dataset.json `auxiliary_labels`), checked like a task-2 mask.
@@ -12,7 +14,7 @@ A bad case is reported (each problem once, with its file) and nothing of it is w
 cases go on. The new images/labels folders are built in a hidden folder beside the dataset and put in
 place when every case is done, dataset.json last: an interrupted or failed run leaves the dataset as
 it was (or, the first time, no dataset.json), and a rerun does the whole conversion again.
-The task rules themselves (channels, label files, the swi/t2s choice) live in `fomo_nn.fomo25`.
+The task rules themselves (channels, label files, the swi/t2s choice) live in `fomo_nn.challenges`.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from dataset_conversion.nnunet_dataset import (ConversionReport, link_or_copy, p
 from fomo_nn.datasets.cases import case_id_problem, read_target_txt
 from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json, save_dataset_json
 from fomo_nn.datasets.validation import ImageGrid, check_mask_values, grid_mismatch, read_grid
-from fomo_nn.fomo25.layout import (TaskSubject, find_task_label, find_task_subjects, has_task_labels,
-                                   hidden_folders_note, natural_key)
-from fomo_nn.fomo25.sequences import pick_sequence
-from fomo_nn.fomo25.tasks import IMAGE_FILE_ENDING as FILE_ENDING
-from fomo_nn.fomo25.tasks import SWI_OR_T2S, TASK_RULES, TaskRule
+from fomo_nn.challenges.edition import IMAGE_FILE_ENDING as FILE_ENDING
+from fomo_nn.challenges.edition import ChallengeTask
+from fomo_nn.challenges.fomo25 import SWI_OR_T2S
+from fomo_nn.challenges.layout import (TaskSubject, find_task_label, find_task_subjects, has_task_labels,
+                                       hidden_folders_note, natural_key)
+from fomo_nn.challenges.registry import challenge_task
 from fomo_nn.io import read_image
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.preprocessing.parallel import run_parallel
@@ -63,6 +66,7 @@ class CaseJob:
     link: bool
     problems: list[tuple[str, str]]  # found while locating files (missing sequence, missing label)
     mask_file: str | None = None  # auxiliary mask (task 1 seg.nii.gz)
+    label_values: tuple[int, ...] = (0, 1)  # the values a label mask may hold (the task's labels)
 
 
 @dataclass
@@ -112,15 +116,15 @@ def _read(path: str, problems: list) -> tuple[ImageGrid | None, np.ndarray | Non
     return None, None
 
 
-def _check_mask(path: str, reference: ImageGrid | None, problems: list) -> int | None:
-    """A {0, 1} mask on the image grid; returns its foreground voxel count."""
+def _check_mask(path: str, reference: ImageGrid | None, problems: list, values=(0, 1)) -> int | None:
+    """A mask on the image grid holding only `values`; returns its foreground voxel count."""
     grid, data = _read(path, problems)
     if grid is None:
         return None
     try:
         if reference is not None and not grid.same_as(reference):
             raise grid_mismatch(path, grid, reference, "image")
-        check_mask_values(path, [0, 1], data)
+        check_mask_values(path, list(values), data)
         return int(np.count_nonzero(data))
     except BadInputError as error:
         problems.append((error.path, error.problem))
@@ -129,7 +133,7 @@ def _check_mask(path: str, reference: ImageGrid | None, problems: list) -> int |
 
 def _check_label(job: CaseJob, reference: ImageGrid | None, problems: list) -> float | None:
     if job.label_kind == "mask":
-        _check_mask(job.label_file, reference, problems)
+        _check_mask(job.label_file, reference, problems, job.label_values)
         return None
     try:
         value = read_target_txt(job.label_file, job.target_range)
@@ -156,7 +160,7 @@ def _write_case(job: CaseJob, target: float | None, images_dir: Path, labels_dir
 
 
 # ------------------------------------------------------------------------------------------- the task
-def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path, labels_dir: Path,
+def plan_case(src: Path, subject: TaskSubject, rule: ChallengeTask, images_dir: Path, labels_dir: Path,
               expect_labels: bool, link: bool, masks: str = "none") -> tuple[CaseJob, dict[str, str]]:
     """Locate a case's files by the task's channel rule; the job carries what is missing as problems.
 
@@ -171,7 +175,7 @@ def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path,
     folder = subject.session_dir or subject_dir
     channel_files, choices = [], {}
     for channel in rule.channels:
-        sequence = pick_sequence(channel.name, subject.images)
+        sequence = channel.pick(subject.images)
         if sequence is None:
             found = ", ".join(sorted(subject.images)) or "no images"
             wanted = " or ".join(f"{s}{FILE_ENDING}" for s in channel.sequences)
@@ -188,24 +192,26 @@ def plan_case(src: Path, subject: TaskSubject, rule: TaskRule, images_dir: Path,
     label_file, label_kind = None, None
     if expect_labels:
         label_kind = rule.label_kind
-        label_file = _locate_label(src, subject, rule.label_stem, rule.label_file, problems, "label is missing")
+        label_file = _locate_label(src, subject, rule.label_stem, rule.label_file, problems, "label is missing",
+                                   text=label_kind != "mask")
     mask_file = None
     if masks != "none":
         needed = ("lesion mask is missing while other cases of this source have one; every case needs one, "
                   "all-zero for a case without a lesion") if masks == "required" else None
         mask_file = _locate_label(src, subject, rule.mask_stem, f"{rule.mask_stem}{FILE_ENDING}", problems, needed)
     classes = [int(k) for k in rule.targets.get("classes", {})]
+    label_values = tuple(sorted(rule.targets.get("labels", {"background": 0, "foreground": 1}).values()))
     job = CaseJob(subject.subject, channel_files, label_file, label_kind, classes,
-                  rule.target_range, str(images_dir), str(labels_dir), link, problems, mask_file)
+                  rule.target_range, str(images_dir), str(labels_dir), link, problems, mask_file, label_values)
     return job, choices
 
 
 def _locate_label(src: Path, subject: TaskSubject, stem: str, file_name: str, problems: list,
-                  missing: str | None) -> str | None:
+                  missing: str | None, text: bool = False) -> str | None:
     """The subject's label file `stem`; a problem is recorded when it is ambiguous (seg.nii beside
     seg.nii.gz) or absent while `missing` says why it is needed."""
     try:
-        found = find_task_label(src, subject, stem)
+        found = find_task_label(src, subject, stem, text)
     except BadInputError as error:
         problems.append((error.path, error.problem))
         return None
@@ -217,13 +223,14 @@ def _locate_label(src: Path, subject: TaskSubject, stem: str, file_name: str, pr
 
 
 def _has_label(src: Path, subject: TaskSubject, stem: str) -> bool:
+    """Whether the subject has the (NIfTI) auxiliary mask `stem`."""
     try:
-        return find_task_label(src, subject, stem) is not None
+        return find_task_label(src, subject, stem, text=False) is not None
     except BadInputError:  # there is one, twice: that case reports it
         return True
 
 
-def mask_policy(src: Path, subjects: list[TaskSubject], rule: TaskRule, target: Path, split: str,
+def mask_policy(src: Path, subjects: list[TaskSubject], rule: ChallengeTask, target: Path, split: str,
                 expect_labels: bool) -> str:
     """"required", "optional" or "none": whether this conversion keeps the task's auxiliary masks.
 
@@ -242,13 +249,15 @@ def mask_policy(src: Path, subjects: list[TaskSubject], rule: TaskRule, target: 
 
 def convert_fomo_task(src: str | os.PathLike, task: int, dataset: str | int, name: str | None = None,
                       split: str = "train", link: bool = True, num_processes: int = 1,
-                      progress: bool = True) -> ConversionReport:
-    """Convert one FOMO task folder; returns the report (bad cases listed, nothing of them written)."""
-    if task not in TASK_RULES:
-        raise ValueError(f"--task must be 1, 2 or 3, got {task}")
+                      progress: bool = True, edition: str | None = None) -> ConversionReport:
+    """Convert one FOMO task folder of `edition` (default FOMO25); returns the report (bad cases listed,
+    nothing of them written)."""
+    rule = challenge_task(edition, task)
+    if not rule.finetuned:
+        raise ValueError(f"{rule.name} ({rule.title}) has no finetuning data to convert: its embeddings are "
+                         "probed (fomo_nn_probe)")
     if split not in ("train", "test"):
         raise ValueError(f"--split must be train or test, got {split!r}")
-    rule = TASK_RULES[task]
     src = Path(os.path.abspath(src))
     if not src.is_dir():
         raise BadInputError(src, "source folder does not exist")
@@ -332,7 +341,7 @@ def _case_of(file_name: str, images: bool) -> str | None:
     return None
 
 
-def _mask_notes(report: ConversionReport, good: list[CaseOutcome], masks: str, rule: TaskRule) -> None:
+def _mask_notes(report: ConversionReport, good: list[CaseOutcome], masks: str, rule: ChallengeTask) -> None:
     """How many masks were kept, and cases whose mask and class disagree (worth a look, not refused)."""
     if masks == "none":
         return
@@ -357,14 +366,14 @@ def _run(planned, num_processes: int, progress: bool) -> list[CaseOutcome]:
     return [finished[job.case_id] for job in jobs]
 
 
-def _check_existing_dataset(target: Path, rule: TaskRule) -> None:
+def _check_existing_dataset(target: Path, rule: ChallengeTask) -> None:
     """Refuse to mix tasks in one folder (a rerun or the test split of the same task is fine)."""
     if not (target / "dataset.json").is_file():
         return
     spec = load_dataset_json(target)
     if spec.task_type != rule.task_type or spec.channel_names != rule.channel_names:
         raise ValueError(f"{target} already holds a {spec.task_type} dataset with channels {spec.channels}, "
-                         f"not FOMO task {rule.task}; choose another -d/--name")
+                         f"not {rule.name}; choose another -d/--name")
 
 
 def _notes(report: ConversionReport, good: list[CaseOutcome], expect_labels: bool, hidden: list[str]) -> None:
@@ -381,14 +390,14 @@ def _notes(report: ConversionReport, good: list[CaseOutcome], expect_labels: boo
         report.notes.append(hidden_note)
 
 
-def _description(rule: TaskRule, src: Path) -> str:
-    text = f"FOMO25 task {rule.task} ({rule.task_type}) converted from {src}"
+def _description(rule: ChallengeTask, src: Path) -> str:
+    text = f"{rule.name} ({rule.title}, {rule.task_type}) converted from {src}"
     if SWI_OR_T2S in rule.channels:
         text += "; channel swi_or_t2s holds swi where a case has it, else t2s (see channel_choices)"
     return text
 
 
-def _save_spec(target: Path, rule: TaskRule, src: Path, split: str, good: list[CaseOutcome],
+def _save_spec(target: Path, rule: ChallengeTask, src: Path, split: str, good: list[CaseOutcome],
                choices: dict[str, dict[str, str]], with_masks: bool = False) -> None:
     """dataset.json from the training split; the test split keeps an existing one untouched."""
     if split == "test" and (target / "dataset.json").is_file():
@@ -401,5 +410,5 @@ def _save_spec(target: Path, rule: TaskRule, src: Path, split: str, good: list[C
         description=_description(rule, src),
         labels=rule.targets.get("labels"), classes=rule.targets.get("classes"), target=rule.targets.get("target"),
         auxiliary_labels=rule.mask_labels if with_masks else None,
-        extra={"fomo_task": rule.task, **({"channel_choices": choices} if choices and training else {})})
+        extra={"fomo_task": rule.number, "fomo_edition": rule.edition, **({"channel_choices": choices} if choices and training else {})})
     save_dataset_json(spec, target)

@@ -308,18 +308,18 @@ def test_the_library_never_imports_the_converters():
 
 
 def test_fomo25_rules_are_read_from_one_place():
-    from fomo_nn.fomo25.sequences import channel_candidates, pick_sequence
-    from fomo_nn.fomo25.tasks import SEQUENCES, TASK_RULES
+    from fomo_nn.challenges.fomo25 import TASK_RULES
+    from fomo_nn.challenges.sequences import channel_candidates, pick_sequence
 
     import dataset_conversion.fomo_task as fomo_task
     import fomo_nn.inference.challenge as challenge
 
-    assert fomo_task.TASK_RULES is TASK_RULES
-    assert not hasattr(challenge, "TASKS") and challenge.SEQUENCES is SEQUENCES
+    assert fomo_task.challenge_task is challenge.challenge_task
+    assert not hasattr(challenge, "TASKS") and not hasattr(challenge, "TASK_RULES")
     assert TASK_RULES[1].required_sequences == ("dwi_b1000", "flair", "adc")
     assert TASK_RULES[2].alternative_sequences == ("swi", "t2s") and TASK_RULES[3].alternative_sequences == ()
     assert [TASK_RULES[t].label_file for t in (1, 2, 3)] == ["label.txt", "seg.nii.gz", "label.txt"]
-    assert channel_candidates("swi_or_t2s") == ("swi", "t2s") and channel_candidates("T1") == ("t1",)
+    assert channel_candidates("swi_or_t2s") == ("swi", "t2s") and channel_candidates("T1") == ("t1", "t1w")
     assert pick_sequence("swi_or_t2s", {"t2s", "swi"}) == "swi" and pick_sequence("swi_or_t2s", {"t2s"}) == "t2s"
     assert pick_sequence("t2s", {"t2s", "swi"}) == "t2s" and pick_sequence("adc", {"flair"}) is None
-    assert not (REPO / "dataset_conversion" / "layout.py").exists()
+    assert not (REPO / "dataset_conversion" / "layout.py").exists() and not (REPO / "fomo_nn" / "fomo25").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from dataset_conversion.fomo60k import convert_fomo60k
 from dataset_conversion.fomo_task import convert_fomo_task
-from fomo_nn.fomo25.layout import sequence_family
+from fomo_nn.challenges.layout import sequence_family
 from fomo_nn.cli.convert import main
 from fomo_nn.datasets.cases import list_cases, list_supervised_cases
 from fomo_nn.datasets.dataset_json import load_dataset_json

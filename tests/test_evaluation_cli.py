@@ -215,7 +215,10 @@ def test_task_is_the_fomo25_task_number_as_in_convert_and_predict(tmp_path, caps
                           "-o", str(by_number), "--quiet"]) == 0
     assert evaluate_main(["--task-type", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
                           "-o", str(by_type), "--quiet"]) == 0
-    assert json.loads(by_number.read_text()) == json.loads(by_type.read_text())
+    numbered = json.loads(by_number.read_text())
+    assert numbered.pop("challenge") == {"edition": "fomo25", "task": 2}
+    typed = json.loads(by_type.read_text())
+    assert typed.pop("challenge") is None and numbered == typed
     with pytest.raises(SystemExit) as exit_info:
         evaluate_main(["--task", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred")])
     assert exit_info.value.code == 2 and "invalid int value: 'segmentation'" in capsys.readouterr().err

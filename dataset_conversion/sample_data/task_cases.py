@@ -34,7 +34,7 @@ from dataset_conversion.sample_data.pathology import (Pathology, draw_chronic_in
 from dataset_conversion.sample_data.session import ScannedSession, deepest_point_world, scan_session
 from dataset_conversion.sample_data.sites import Site
 from dataset_conversion.sample_data.tissues import AnatomyGrid
-from fomo_nn.fomo25.tasks import TASK_RULES
+from fomo_nn.challenges.fomo25 import TASK_RULES
 
 SPLIT_STREAM = {"finetune": 1, "test": 2}
 TEST_ID_OFFSET = 1000  # test subjects are sub_1001, ... so they never collide with finetuning ids

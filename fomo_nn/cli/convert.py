@@ -1,7 +1,9 @@
 """`fomo_nn_convert`: bring data into fomo_nn_raw, and check a raw dataset.
 
   fomo_nn_convert fomo60k SRC -d 1 [--name FOMO60K] [--check-headers | --check-images] [-np N] [--skip-bad]
-  fomo_nn_convert fomo-task SRC --task {1,2,3} -d N [--name NAME] [--split train|test] [--copy] [-np N] [--skip-bad]
+  fomo_nn_convert fomo300k SRC -d 1 [--name FOMO300K] [--unzip-to DIR] [--check-headers | --check-images] [-np N]
+  fomo_nn_convert fomo-task SRC [--edition fomo25|fomo26] --task N -d N [--name NAME] [--split train|test] [--copy]
+                  [-np N] [--skip-bad]      (FOMO25 tasks 1-3 by default; FOMO26 tasks 1-5)
   fomo_nn_convert nnunet SRC -d N [--name NAME] [--copy] [--skip-bad]
   fomo_nn_convert validate DATASET [--headers-only] [-np N]
 
@@ -16,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fomo_nn.challenges.registry import DEFAULT_EDITION, EDITIONS
 from fomo_nn.preprocessing.parallel import default_num_processes
 
 def _common(parser: argparse.ArgumentParser, default_name: str | None) -> None:
@@ -43,9 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--check-images", action="store_true",
                        help="read every voxel: also NaN/Inf and damaged data (slow for 60K scans)")
 
+    corpus300k = commands.add_parser("fomo300k", help="FOMO300K download -> pretraining dataset (manifest with "
+                                     "source, age, sex, vendor, field strength; zipped sessions extracted once)")
+    _common(corpus300k, "FOMO300K")
+    corpus300k.add_argument("--unzip-to", default=None, metavar="DIR",
+                            help="extract zipped sessions under DIR (mirroring SRC) instead of beside each zip")
+    depth300k = corpus300k.add_mutually_exclusive_group()
+    depth300k.add_argument("--check-headers", action="store_true", help="parse every header (see fomo60k)")
+    depth300k.add_argument("--check-images", action="store_true", help="read every voxel (see fomo60k)")
+
     task = commands.add_parser("fomo-task", help="FOMO finetuning task folder -> raw dataset")
-    _common(task, "FOMOTask1Infarct / FOMOTask2Meningioma / FOMOTask3BrainAge")
-    task.add_argument("--task", type=int, choices=(1, 2, 3), required=True)
+    _common(task, "the task's default_name in fomo_nn/challenges, e.g. FOMOTask2Meningioma")
+    task.add_argument("--edition", choices=tuple(EDITIONS), default=DEFAULT_EDITION,
+                      help=f"challenge edition whose task table is read (default {DEFAULT_EDITION})")
+    task.add_argument("--task", type=int, required=True,
+                      help="task number in the edition: " + "; ".join(
+                          f"{e.name} " + ", ".join(f"{n} {t.title}" for n, t in e.finetuned_tasks().items())
+                          for e in EDITIONS.values()))
     task.add_argument("--split", choices=("train", "test"), default="train",
                       help="train -> imagesTr/labelsTr, test -> imagesTs/labelsTs")
     task.add_argument("--copy", action="store_true", help="always copy scans (default: hard link when possible)")
@@ -89,11 +106,18 @@ def _convert(args):
         check = "full" if args.check_images else "header" if args.check_headers else "none"
         return convert_fomo60k(args.src, args.dataset, args.name, check=check, num_processes=args.num_processes,
                                progress=progress)
+    if args.command == "fomo300k":
+        from dataset_conversion.fomo300k import convert_fomo300k
+
+        check = "full" if args.check_images else "header" if args.check_headers else "none"
+        return convert_fomo300k(args.src, args.dataset, args.name, check=check, unzip_to=args.unzip_to,
+                                num_processes=args.num_processes, progress=progress)
     if args.command == "fomo-task":
         from dataset_conversion.fomo_task import convert_fomo_task
 
         return convert_fomo_task(args.src, args.task, args.dataset, args.name, split=args.split,
-                                 link=not args.copy, num_processes=args.num_processes, progress=progress)
+                                 link=not args.copy, num_processes=args.num_processes, progress=progress,
+                                 edition=args.edition)
     from dataset_conversion.nnunet_dataset import import_nnunet_dataset
 
     return import_nnunet_dataset(args.src, args.dataset, args.name, link=not args.copy,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fomo_nn.demo.budget import Budget
 from fomo_nn.demo.stages import Stage
-from fomo_nn.fomo25.tasks import TASK_RULES
+from fomo_nn.challenges.fomo25 import TASK_RULES
 from fomo_nn.utils.files import write_json_atomic, write_text_atomic
 
 PRETRAINING_DATASET = (1, "FOMO60K")

@@ -10,10 +10,29 @@ import numpy as np
 from fomo_nn.evaluation.bootstrap import BootstrapResult
 from fomo_nn.evaluation.permutation import PairwiseTest
 from fomo_nn.evaluation.ranking import Ranks, places
-from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS
+from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS, MetricSpec, key_challenge, key_evaluation
 from fomo_nn.evaluation.tiers import TierDecision
 
-ALL_METRICS = [(task, spec) for task in TASKS for spec in TASK_METRICS[task]]
+
+@dataclass(frozen=True)
+class Column:
+    task: str  # task key
+    spec: MetricSpec
+    name: str  # leaderboard.csv column
+    label: str  # leaderboard.md column title
+
+
+def metric_columns(tasks) -> list[Column]:
+    """Task types (FOMO25): the fixed columns auroc, dice, nsd, mae, pearson_r for every type, as always.
+    Challenge tasks: each task's metrics, prefixed by its key (`fomo26_task4_dice`, "Dice (task 4)")."""
+    if all(task in TASKS for task in tasks):
+        return [Column(task, spec, spec.key, spec.label) for task in TASKS for spec in TASK_METRICS[task]]
+    return [Column(task, spec, f"{task}_{spec.key}", f"{spec.label} (task {key_challenge(task).number})")
+            for task in tasks for spec in key_evaluation(task).metrics]
+
+
+def rank_columns(tasks) -> list[str]:
+    return list(TASKS) if all(task in TASKS for task in tasks) else list(tasks)
 
 
 @dataclass
@@ -22,7 +41,7 @@ class LeaderboardRow:
     model: str
     overall_rank: float
     tier: int
-    metrics: dict[str, float | None]  # metric key -> value, None when the model lacks the task
+    metrics: dict[str, float | None]  # metric column -> value, None when the model lacks the task
     task_ranks: dict[str, float]
     place_interval: tuple[int, int]  # bootstrap 2.5 / 97.5 percentiles of the place
 
@@ -42,9 +61,10 @@ def build_rows(names: list[str], point_values: dict[str, dict[str, np.ndarray]],
     point_places = places(point_ranks.overall)
     bootstrap_places = bootstrap.places
     rows = []
+    columns = metric_columns(list(point_values))
     for m in order:
-        values = {spec.key: (None if task not in point_values or np.isnan(point_values[task][spec.key][m])
-                             else float(point_values[task][spec.key][m])) for task, spec in ALL_METRICS}
+        values = {c.name: (None if c.task not in point_values or np.isnan(point_values[c.task][c.spec.key][m])
+                           else float(point_values[c.task][c.spec.key][m])) for c in columns}
         low, high = _interval(bootstrap_places[:, m])
         rows.append(LeaderboardRow(int(point_places[m]), names[m], float(point_ranks.overall[m]), tiers[names[m]],
                                    values, {task: float(r[m]) for task, r in point_ranks.task_ranks.items()},
@@ -56,17 +76,18 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def leaderboard_csv(rows: list[LeaderboardRow]) -> str:
-    """Fixed columns for every task, empty where a model (or everybody) lacks the task."""
+def leaderboard_csv(rows: list[LeaderboardRow], tasks: list[str]) -> str:
+    """Fixed columns for every task type (FOMO25), or every ranked challenge task's; empty where a model
+    (or everybody) lacks the task."""
+    columns, ranked = metric_columns(tasks), rank_columns(tasks)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["place", "model", "overall_rank", "tier"] + [spec.key for _, spec in ALL_METRICS]
-                    + [f"rank_{task}" for task in TASKS] + ["place_low95", "place_high95"])
+    writer.writerow(["place", "model", "overall_rank", "tier"] + [c.name for c in columns]
+                    + [f"rank_{task}" for task in ranked] + ["place_low95", "place_high95"])
     for row in rows:
         writer.writerow([row.place, row.model, f"{row.overall_rank:.4f}", row.tier]
-                        + ["" if row.metrics[spec.key] is None else f"{row.metrics[spec.key]:.6g}"
-                           for _, spec in ALL_METRICS]
-                        + ["" if task not in row.task_ranks else f"{row.task_ranks[task]:.4f}" for task in TASKS]
+                        + ["" if row.metrics[c.name] is None else f"{row.metrics[c.name]:.6g}" for c in columns]
+                        + ["" if task not in row.task_ranks else f"{row.task_ranks[task]:.4f}" for task in ranked]
                         + list(row.place_interval))
     return buffer.getvalue()
 
@@ -78,15 +99,15 @@ def _table(header: list[str], lines: list[list[str]]) -> list[str]:
 
 def _permutation_summary(tests: list[PairwiseTest], names: list[str], tasks: list[str]) -> list[str]:
     """Per model and metric: significant wins / losses against the other models."""
-    keys = [(task, spec) for task in tasks for spec in TASK_METRICS[task]]
-    score = {(name, spec.key): [0, 0] for name in names for _, spec in keys}
+    keys = [c for c in metric_columns(tasks) if c.task in tasks]
+    score = {(name, c.task, c.spec.key): [0, 0] for name in names for c in keys}
     for test in tests:
         if test.significant and test.better:
             loser = test.model_b if test.better == test.model_a else test.model_a
-            score[(test.better, test.metric)][0] += 1
-            score[(loser, test.metric)][1] += 1
-    return _table(["model"] + [spec.label for _, spec in keys],
-                  [[name] + ["{} / {}".format(*score[(name, spec.key)]) for _, spec in keys] for name in names])
+            score[(test.better, test.task, test.metric)][0] += 1
+            score[(loser, test.task, test.metric)][1] += 1
+    return _table(["model"] + [c.label for c in keys],
+                  [[name] + ["{} / {}".format(*score[(name, c.task, c.spec.key)]) for c in keys] for name in names])
 
 
 @dataclass
@@ -99,20 +120,21 @@ class ReportSettings:
 
 def leaderboard_markdown(rows: list[LeaderboardRow], tasks: list[str], settings: ReportSettings,
                          decisions: list[TierDecision], tests: list[PairwiseTest], notes: list[str],
-                         plots: list[str]) -> str:
-    specs = [spec for task in tasks for spec in TASK_METRICS[task]]
-    header = (["place", "model", "overall rank", "tier"] + [spec.label for spec in specs]
+                         plots: list[str], ranking_rules: list[str] | None = None) -> str:
+    columns = [c for c in metric_columns(tasks) if c.task in tasks]
+    header = (["place", "model", "overall rank", "tier"] + [c.label for c in columns]
               + [f"rank {task}" for task in tasks] + ["place 95% (bootstrap)"])
     lines = [[str(row.place), row.model, f"{row.overall_rank:.2f}", str(row.tier)]
-             + [_fmt(row.metrics[spec.key], 2 if spec.key == "mae" else 3) for spec in specs]
+             + [_fmt(row.metrics[c.name], 2 if c.spec.key == "mae" else 3) for c in columns]
              + [f"{row.task_ranks[task]:.2f}" for task in tasks]
              + [f"{row.place_interval[0]}–{row.place_interval[1]}"] for row in rows]
     text = ["# Leaderboard", "", *_table(header, lines), ""]
     text += ["## How the ranking works", "",
              "- Each metric ranks the models (1 = best; higher AUROC, Dice, NSD, Pearson r and lower MAE are "
              "better); tied values share the average rank.",
-             "- Task rank = mean of the task's metric ranks; overall rank = mean of the task ranks. A model "
-             "without a task ranks below every model with it (models missing the same task tie).",
+             *(ranking_rules or [
+                 "- Task rank = mean of the task's metric ranks; overall rank = mean of the task ranks. A model "
+                 "without a task ranks below every model with it (models missing the same task tie)."]),
              f"- Bootstrap: {settings.num_resamples} resamples of each task's cases (seed {settings.seed}), the "
              "same resampled cases for every model; classification resamples each class separately.",
              f"- Tiers (α = {settings.alpha}): walking down the leaderboard, a model joins the current tier unless "

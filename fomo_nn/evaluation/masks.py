@@ -2,7 +2,7 @@
 
 NIfTI goes through nibabel (spacing = header zooms); .nrrd/.mha/.mhd through SimpleITK, converted to
 the same (x, y, z) array order and RAS affine so a NIfTI reference and an .nrrd prediction compare.
-Foreground is every nonzero voxel.
+Foreground is every nonzero voxel; `values` keeps the labels themselves for per-class scoring.
 """
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ class Mask:
     spacing: tuple[float, float, float]  # mm per array axis
     source: str
     num_labels: int  # distinct nonzero values; > 1 means labels were merged into one foreground
+    values: np.ndarray | None = None  # the mask's values as stored, (x, y, z)
+
+    def label(self, value: int) -> np.ndarray:
+        """The voxels of one label (per-class Dice and NSD)."""
+        return self.values == value
 
 
 def _as_3d(path, data: np.ndarray) -> np.ndarray:
@@ -69,7 +74,7 @@ def read_mask(path: str | Path) -> Mask:
         raise BadInputError(path, "mask holds NaN or infinite values")
     foreground = data != 0
     num_labels = len(np.unique(data[foreground])) if foreground.any() else 0
-    return Mask(foreground, affine, spacing, str(path), num_labels)
+    return Mask(foreground, affine, spacing, str(path), num_labels, data)
 
 
 def check_same_grid(reference: Mask, prediction: Mask) -> None:

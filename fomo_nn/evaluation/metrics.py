@@ -4,7 +4,9 @@ Conventions (each one is a choice a reader of a leaderboard needs to know):
 - AUROC is the Mann-Whitney U statistic divided by n_pos * n_neg; tied scores count one half.
   A reference with a single class has no AUROC: ValueError.
 - Dice and NSD of two empty masks follow the empty-pair policy (policies.py): 1 by default ("score"),
-  NaN with "exclude" (nnU-Net's and Yucca's convention). One empty mask gives 0.
+  NaN with "exclude" (nnU-Net's and Yucca's convention), Dice 1 and NSD 0 with "fomo26" (the FOMO26
+  organisers'). One empty mask gives 0. Multiclass masks: per-class scores of `mask == label`
+  (multiclass.py).
 - NSD (normalized surface distance, "surface Dice") at a tolerance in mm is DeepMind's
   `compute_surface_dice_at_tolerance`: the area of both surfaces lying within the tolerance of the
   other surface, over the total area of both. Surfaces are area-weighted surface elements on the
@@ -87,7 +89,7 @@ def dice(reference, prediction, empty_pair: str = DEFAULT_EMPTY_PAIR) -> float:
     reference, prediction = _same_shape_masks(reference, prediction)
     total = int(reference.sum()) + int(prediction.sum())
     if total == 0:
-        return empty_pair_value(empty_pair)
+        return empty_pair_value(empty_pair, "dice")
     return 2.0 * int(np.logical_and(reference, prediction).sum()) / total
 
 
@@ -104,7 +106,7 @@ def normalized_surface_distance(reference, prediction, spacing, tolerance_mm: fl
         raise ValueError(f"NSD tolerance must be >= 0 mm, got {tolerance_mm}")
     reference_empty, prediction_empty = not reference.any(), not prediction.any()
     if reference_empty and prediction_empty:
-        return empty_pair_value(empty_pair)
+        return empty_pair_value(empty_pair, "nsd")
     if reference_empty or prediction_empty:
         return 0.0
     surfaces = surface_distances(reference, prediction, spacing)

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from fomo_nn.evaluation.results import TaskTable
-from fomo_nn.evaluation.task_metrics import TASK_METRICS, TASKS, task_evaluation
+from fomo_nn.evaluation.task_metrics import key_evaluation, key_stream
 
 DEFAULT_PERMUTATIONS = 100_000
 CHUNK = 2000  # permutations per block
@@ -252,7 +252,7 @@ class PairwiseTest:
     @property
     def better(self) -> str:
         """The model with the better value ('' when equal or when one has no value)."""
-        spec = task_evaluation(self.task).metric(self.metric)
+        spec = key_evaluation(self.task).metric(self.metric)
         if self.value_a == self.value_b or np.isnan(self.value_a) or np.isnan(self.value_b):
             return ""
         return self.model_a if (self.value_a > self.value_b) == spec.higher_is_better else self.model_b
@@ -299,7 +299,8 @@ def pairwise_permutation_tests(tables: dict[str, TaskTable], model_names: list[s
     """Every pair of models on every metric of every task both were scored on."""
     if num_permutations < 1:
         raise ValueError(f"need at least one permutation, got {num_permutations}")
-    children = np.random.SeedSequence(seed).spawn(len(TASKS))
+    streams = {task: key_stream(task) for task in tables}  # a task's stream: its position in its edition
+    children = np.random.SeedSequence(seed).spawn(max(streams.values(), default=0) + 1)
     tests = []
     for task, table in tables.items():
         present = np.flatnonzero(table.present)
@@ -307,9 +308,9 @@ def pairwise_permutation_tests(tables: dict[str, TaskTable], model_names: list[s
         if not pairs:
             continue
         values = table.point_metrics()
-        test = task_evaluation(task).hook("permutation_pvalues")
-        p_values = test(table, pairs, num_permutations, np.random.default_rng(children[TASKS.index(task)]))
-        for spec in TASK_METRICS[task]:
+        test = table.evaluation.hook("permutation_pvalues")
+        p_values = test(table, pairs, num_permutations, np.random.default_rng(children[streams[task]]))
+        for spec in table.evaluation.metrics:
             for (i, j), p in zip(pairs, p_values[spec.key]):
                 tests.append(PairwiseTest(task, spec.key, model_names[i], model_names[j], float(values[spec.key][i]),
                                           float(values[spec.key][j]), float(p), bool(p < alpha)))

@@ -10,7 +10,12 @@ Empty pair (reference and prediction masks both empty): the field disagrees, so 
 - "exclude": no Dice or NSD (null in per_case); the case is left out of that model's task mean, as
   nnU-Net and Yucca do (NaN, then nanmean), and so the FOMO25 baseline's evaluator built on Yucca.
   A model with no scored case at all has no task value and ranks last on it.
-One empty mask gives 0 under both.
+- "fomo26": the FOMO26 organisers' rules (fomo26/fomo-metrics segmentation.py @ 5a71db2): Dice 1 and
+  NSD 0 for two empty masks, and a prediction that cannot be scored (unreadable, another grid) gets
+  the worst value, Dice 0 and NSD 0 (their MetricsConfig.DSC_WORST / NSD_WORST), instead of stopping
+  the evaluation. The default of FOMO26's segmentation tasks (fomo_nn.challenges.fomo26); FOMO25
+  tasks keep "score".
+One empty mask gives 0 under all three.
 
 Missing prediction (a reference case the model gave no output for): one rule per task. None reads
 the reference, and none can beat a trivial answer the model could have submitted itself.
@@ -34,7 +39,12 @@ EMPTY_PAIR_POLICIES = {
              "(nothing to find, nothing found) and counts in the task mean",
     "exclude": "a case whose reference and prediction masks are both empty has no Dice or NSD (null) and is "
                "left out of that model's task mean, as in nnU-Net and Yucca",
+    "fomo26": "as FOMO26 scores it (fomo26/fomo-metrics @ 5a71db2): two empty masks score Dice 1 and NSD 0; a "
+              "prediction that cannot be scored gets Dice 0 and NSD 0",
 }
+# Dice and NSD of an empty pair, per policy (NaN: not scored)
+_EMPTY_PAIR_VALUES = {"score": (1.0, 1.0), "exclude": (float("nan"), float("nan")), "fomo26": (1.0, 0.0)}
+WORST_ON_FAILURE = ("fomo26",)  # policies that score an unscorable prediction as the worst value instead of stopping
 DEFAULT_EMPTY_PAIR = "score"
 
 MISSING_PROBABILITY = 0.5
@@ -49,9 +59,13 @@ def check_empty_pair(policy: str) -> str:
     return policy
 
 
-def empty_pair_value(policy: str) -> float:
-    """Dice and NSD of two empty masks: 1 ("score") or NaN, meaning not scored ("exclude")."""
-    return 1.0 if check_empty_pair(policy) == "score" else float("nan")
+def empty_pair_value(policy: str, metric: str = "dice") -> float:
+    """Dice ("dice") or NSD ("nsd") of two empty masks: 1 ("score"), NaN meaning not scored ("exclude"), or
+    Dice 1 and NSD 0 ("fomo26")."""
+    dice, nsd = _EMPTY_PAIR_VALUES[check_empty_pair(policy)]
+    if metric not in ("dice", "nsd"):
+        raise ValueError(f"empty-pair value of {metric!r}: expected dice or nsd")
+    return dice if metric == "dice" else nsd
 
 
 def missing_regression_value(submitted) -> float:

@@ -1,7 +1,9 @@
 """Several models' summaries -> one aligned table per task, the input of ranking and its statistics.
 
 A RESULT_DIR is one model (named after the folder); every *.json below it with a `task` field and
-per-case records is one task's summary (written by fomo_nn_evaluate). All models scored on a task
+per-case records is one task's summary (written by fomo_nn_evaluate), keyed by its challenge task
+(summary.key: `fomo26_task2` and `fomo26_task4` are two segmentation tasks side by side; FOMO25's and
+--task-type summaries keep their task type as key). All models scored on a task
 must share its cases and reference values: resampling the same cases for everybody is what makes
 the bootstrap and the paired permutation tests fair.
 """
@@ -15,15 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from fomo_nn.evaluation.summary import EvaluationSummary, summary_from_dict
-from fomo_nn.evaluation.task_metrics import TASKS, task_evaluation
+from fomo_nn.evaluation.task_metrics import key_challenge, key_evaluation, key_stream
 from fomo_nn.io.errors import BadInputError
 
 
 @dataclass
 class ModelResults:
     name: str
-    summaries: dict[str, EvaluationSummary]  # task -> summary
-    sources: dict[str, str]  # task -> summary file
+    summaries: dict[str, EvaluationSummary]  # task key -> summary
+    sources: dict[str, str]  # task key -> summary file
 
 
 def _summary_candidates(result_dir: Path) -> list[tuple[Path, dict]]:
@@ -47,10 +49,11 @@ def load_model_results(result_dir: str | Path) -> ModelResults:
     summaries, sources = {}, {}
     for path, data in _summary_candidates(result_dir):
         summary = summary_from_dict(data, path)
-        if summary.task in summaries:
-            raise BadInputError(path, f"is a second {summary.task} summary for model {result_dir.name} "
-                                      f"(first: {sources[summary.task]}); keep one per task")
-        summaries[summary.task], sources[summary.task] = summary, str(path)
+        key = summary.key
+        if key in summaries:
+            raise BadInputError(path, f"is a second {key} summary for model {result_dir.name} "
+                                      f"(first: {sources[key]}); keep one per task")
+        summaries[key], sources[key] = summary, str(path)
     if not summaries:
         raise BadInputError(result_dir, "holds no summary JSON (a *.json with 'task' and 'per_case', "
                                         "as written by fomo_nn_evaluate)")
@@ -68,12 +71,16 @@ class TaskTable:
     unscored: means skip it, and a model without any scored case has no value (ranks last).
     """
 
-    task: str
+    task: str  # the task key (a task type, or a challenge task's key)
     case_ids: list[str]
     present: np.ndarray
     columns: dict[str, np.ndarray]
     reference: np.ndarray | None = None
     sources: list[str | None] = field(default_factory=list)
+
+    @property
+    def evaluation(self):
+        return key_evaluation(self.task)
 
     @property
     def num_cases(self) -> int:
@@ -82,7 +89,7 @@ class TaskTable:
     def metric_values(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         """{metric key: (B, M)} for resample counts (B, n); NaN for models without the task."""
         have = self.present
-        values = task_evaluation(self.task).hook("resampled_metrics")(self, counts)
+        values = self.evaluation.hook("resampled_metrics")(self, counts)
         full = {}
         for key, present_values in values.items():
             full[key] = np.full((counts.shape[0], have.size), np.nan)
@@ -96,7 +103,7 @@ class TaskTable:
 
 def _unscored_allowed(summary: EvaluationSummary, key: str) -> bool:
     """Only mask scores (Dice and NSD) under the "exclude" empty-pair policy may be null (not scored)."""
-    evaluation = task_evaluation(summary.task)
+    evaluation = key_evaluation(summary.task)
     return evaluation.masks and key in evaluation.value_fields and summary.empty_pair == "exclude"
 
 
@@ -132,7 +139,7 @@ def build_task_table(task: str, models: list[ModelResults]) -> TaskTable:
     case_ids = sorted(first.summaries[task].case_ids)
     if len(set(case_ids)) != len(case_ids):
         raise BadInputError(first.sources[task], "lists a case twice")
-    evaluation = task_evaluation(task)
+    evaluation = key_evaluation(task)
     reference_field = evaluation.reference_field
     reference = None
     if reference_field is not None:
@@ -156,12 +163,28 @@ def build_task_table(task: str, models: list[ModelResults]) -> TaskTable:
     return TaskTable(task, case_ids, present, columns, reference, [model.sources.get(task) for model in models])
 
 
+def results_edition(models: list[ModelResults]) -> str:
+    """The one challenge edition every summary belongs to (a --task-type summary is the default edition's);
+    models of different editions are not ranked together (their tasks, weights and rules differ)."""
+    editions = {}
+    for model in models:
+        for key, source in model.sources.items():
+            task = key_challenge(key)
+            editions.setdefault(task.edition if task is not None else "fomo25", source)
+    if len(editions) > 1:
+        listing = "; ".join(f"{edition} in {source}" for edition, source in editions.items())
+        raise ValueError(f"summaries of several challenge editions ({listing}); rank one edition at a time")
+    return next(iter(editions), "fomo25")
+
+
 def build_task_tables(models: list[ModelResults]) -> dict[str, TaskTable]:
-    """One table per task any model was scored on, in the task table's order (classification, segmentation,
-    regression)."""
+    """One table per task any model was scored on, in the task order (task types: classification,
+    segmentation, regression; challenge tasks: their number)."""
     names = [model.name for model in models]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ValueError(f"model names must be unique, but several result folders are called {duplicates}")
-    tasks = [task for task in TASKS if any(task in model.summaries for model in models)]
+    results_edition(models)
+    keys = {key for model in models for key in model.summaries}
+    tasks = sorted(keys, key=lambda key: (key_stream(key), key))
     return {task: build_task_table(task, models) for task in tasks}

@@ -3,7 +3,10 @@
 A reference case without a prediction is a failure, never skipped (policies.MISSING_RULES says how it
 is scored, and summary.json repeats every rule); a prediction without a reference case is reported and
 ignored. Two empty masks follow the empty-pair policy (policies.py); under "exclude" their Dice and
-NSD are null in per_case and the task means average the scored cases only.
+NSD are null in per_case and the task means average the scored cases only. A challenge task (edition,
+number; fomo_nn.challenges) fixes the default policy and, for a label mask, the classes scored one by
+one (multiclass.py): FOMO26 segmentation is scored per class under "fomo26"; FOMO25's stays binary
+(every nonzero voxel) under "score".
 """
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ import numpy as np
 from tqdm import tqdm
 
 from fomo_nn.evaluation import metrics
+from fomo_nn.challenges.edition import ChallengeTask
 from fomo_nn.evaluation.case_files import ScalarEntry, find_masks, find_scalars
 from fomo_nn.evaluation.masks import check_same_grid, read_mask
+from fomo_nn.evaluation.multiclass import class_mean, per_class_scores
 from fomo_nn.evaluation.policies import (DEFAULT_EMPTY_PAIR, MISSING_MASK_SCORE, MISSING_PROBABILITY, MISSING_RULES,
-                                         check_empty_pair, missing_regression_value, policy_record)
+                                         WORST_ON_FAILURE, check_empty_pair, missing_regression_value, policy_record)
 from fomo_nn.evaluation.summary import EvaluationSummary
 from fomo_nn.evaluation.task_metrics import task_evaluation
 from fomo_nn.io.errors import BadInputError
@@ -82,14 +87,35 @@ def evaluate_classification(reference, prediction, positive_class=None) -> Evalu
                              policies=policy_record("classification"))
 
 
-def _score_mask_pair(reference_file, prediction_file, tolerance_mm: float, empty_pair: str) -> tuple[float, float, int]:
-    """(Dice, NSD, number of labels merged in the reference) for one case; NaN = not scored (empty pair)."""
+def _score_mask_pair(reference_file, prediction_file, tolerance_mm: float, empty_pair: str,
+                     labels: tuple[int, ...] | None = None) -> dict:
+    """One case's record fields: dice, nsd (NaN = not scored), and per class when `labels` are given.
+
+    Without labels every nonzero voxel is foreground (num_labels says how many labels were merged).
+    Under a policy of WORST_ON_FAILURE a prediction that cannot be scored (unreadable, another grid)
+    gets Dice 0 and NSD 0 with its problem recorded; a broken reference always stops the evaluation.
+    """
     reference = read_mask(reference_file)
-    prediction = read_mask(prediction_file)
-    check_same_grid(reference, prediction)
-    nsd = metrics.normalized_surface_distance(reference.foreground, prediction.foreground,
-                                              reference.spacing, tolerance_mm, empty_pair)
-    return metrics.dice(reference.foreground, prediction.foreground, empty_pair), nsd, reference.num_labels
+    try:
+        prediction = read_mask(prediction_file)
+        check_same_grid(reference, prediction)
+    except BadInputError as error:
+        if empty_pair not in WORST_ON_FAILURE:
+            raise
+        worst = {"dice": MISSING_MASK_SCORE, "nsd": MISSING_MASK_SCORE, "failure": str(error)}
+        if labels is not None:
+            worst.update({"dice_per_class": {str(label): MISSING_MASK_SCORE for label in labels},
+                          "nsd_per_class": {str(label): MISSING_MASK_SCORE for label in labels}})
+        return worst
+    if labels is None:
+        nsd = metrics.normalized_surface_distance(reference.foreground, prediction.foreground,
+                                                  reference.spacing, tolerance_mm, empty_pair)
+        return {"dice": metrics.dice(reference.foreground, prediction.foreground, empty_pair), "nsd": nsd,
+                "num_labels": reference.num_labels}
+    scores = per_class_scores(reference.values, prediction.values, reference.spacing, labels, tolerance_mm, empty_pair)
+    return {"dice": class_mean(d for d, _ in scores.values()), "nsd": class_mean(n for _, n in scores.values()),
+            "dice_per_class": {str(label): _scored(d) for label, (d, _) in scores.items()},
+            "nsd_per_class": {str(label): _scored(n) for label, (_, n) in scores.items()}}
 
 
 def _scored(value: float) -> float | None:
@@ -102,8 +128,25 @@ def _mean_of_scored(records: list[dict], key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _class_metrics(records: list[dict], labels: tuple[int, ...], names: dict[int, str]) -> dict:
+    """Per class: its Dice and NSD averaged over the cases (missing cases count 0, as in the task means)."""
+    result = {}
+    for label in labels:
+        means = {}
+        for key in ("dice", "nsd"):
+            values = [r[f"{key}_per_class"][str(label)] if f"{key}_per_class" in r else r[key] for r in records]
+            scored = [v for v in values if v is not None]
+            means[key] = float(np.mean(scored)) if scored else None
+        result[names.get(label, str(label))] = means
+    return result
+
+
 def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
-                          progress: bool = True, empty_pair: str = DEFAULT_EMPTY_PAIR) -> EvaluationSummary:
+                          progress: bool = True, empty_pair: str = DEFAULT_EMPTY_PAIR,
+                          labels: tuple[int, ...] | None = None,
+                          label_names: dict[int, str] | None = None) -> EvaluationSummary:
+    """Dice and NSD per case and their means; with `labels`, per class (background excluded) and a case's
+    value is the mean over the classes (multiclass.py)."""
     if not nsd_tolerance_mm >= 0:
         raise ValueError(f"NSD tolerance must be >= 0 mm, got {nsd_tolerance_mm}")
     check_empty_pair(empty_pair)
@@ -115,18 +158,30 @@ def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAU
             read_mask(reference_files[case])  # a broken reference file is reported even without a prediction
             records.append({"case_id": case, "dice": MISSING_MASK_SCORE, "nsd": MISSING_MASK_SCORE, "missing": True})
             continue
-        dice, nsd, num_labels = _score_mask_pair(reference_files[case], prediction_files[case], nsd_tolerance_mm,
-                                                 empty_pair)
-        if num_labels > 1:
+        fields = _score_mask_pair(reference_files[case], prediction_files[case], nsd_tolerance_mm, empty_pair,
+                                  labels)
+        if fields.pop("num_labels", 0) > 1:
             merged.append(case)
-        records.append({"case_id": case, "dice": _scored(dice), "nsd": _scored(nsd), "missing": False})
+        fields.update(dice=_scored(fields["dice"]), nsd=_scored(fields["nsd"]))
+        records.append({"case_id": case, **fields, "missing": False})
     if merged:
         warnings.warn(f"{len(merged)} reference masks hold several labels (e.g. {merged[0]}); all nonzero "
                       "labels were scored as one foreground", stacklevel=2)
+    if labels is not None:
+        for record in records:
+            if record["missing"]:
+                record.update({f"{key}_per_class": {str(label): MISSING_MASK_SCORE for label in labels}
+                               for key in ("dice", "nsd")})
+    failed = [r["case_id"] for r in records if "failure" in r]
+    if failed:
+        warnings.warn(f"{len(failed)} predictions could not be scored and got Dice 0 and NSD 0 ({empty_pair} "
+                      f"policy), e.g. {failed[0]}: see 'failure' in per_case", stacklevel=2)
     aggregate = {"dice": _mean_of_scored(records, "dice"), "nsd": _mean_of_scored(records, "nsd")}
+    class_metrics = _class_metrics(records, labels, label_names or {}) if labels is not None else None
     return EvaluationSummary("segmentation", records, aggregate, missing, MISSING_RULES["segmentation"], extra,
                              str(reference), str(prediction), nsd_tolerance_mm=float(nsd_tolerance_mm),
-                             empty_pair=empty_pair, policies=policy_record("segmentation", empty_pair))
+                             empty_pair=empty_pair, policies=policy_record("segmentation", empty_pair),
+                             class_metrics=class_metrics)
 
 
 def evaluate_regression(reference, prediction) -> EvaluationSummary:
@@ -158,6 +213,7 @@ class ScoringOptions:
     positive_class: float | None = None
     progress: bool = True
     empty_pair: str = DEFAULT_EMPTY_PAIR
+    challenge: ChallengeTask | None = None  # the (edition, number) scored, when given
 
 
 # Each task's scorer (task kinds' evaluation.score hook, fomo_nn.tasks).
@@ -166,7 +222,12 @@ def score_classification(reference, prediction, options: ScoringOptions) -> Eval
 
 
 def score_segmentation(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
-    return evaluate_segmentation(reference, prediction, options.nsd_tolerance_mm, options.progress, options.empty_pair)
+    labels, names = None, None
+    if options.challenge is not None and options.challenge.edition != "fomo25":
+        labels = options.challenge.foreground_labels  # FOMO25 stays binary: every nonzero voxel, as before
+        names = {v: k for k, v in options.challenge.targets["labels"].items()}
+    return evaluate_segmentation(reference, prediction, options.nsd_tolerance_mm, options.progress, options.empty_pair,
+                                 labels, names)
 
 
 def score_regression(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
@@ -174,9 +235,19 @@ def score_regression(reference, prediction, options: ScoringOptions) -> Evaluati
 
 
 def evaluate(task: str, reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
-             positive_class=None, progress: bool = True, empty_pair: str = DEFAULT_EMPTY_PAIR) -> EvaluationSummary:
-    """Score PRED against REF for one task (see case_files for the accepted layouts)."""
+             positive_class=None, progress: bool = True, empty_pair: str | None = None,
+             challenge: ChallengeTask | None = None) -> EvaluationSummary:
+    """Score PRED against REF for one task type, or one challenge task (see case_files for the accepted
+    layouts). `empty_pair` None: the challenge task's policy (FOMO26: "fomo26"), else DEFAULT_EMPTY_PAIR."""
+    if challenge is not None:
+        if challenge.task_type != task:
+            raise ValueError(f"{challenge.name} is a {challenge.task_type} task, not {task}")
     evaluation = task_evaluation(task)
+    if empty_pair is None:
+        empty_pair = (challenge.empty_pair if challenge is not None and challenge.empty_pair else DEFAULT_EMPTY_PAIR)
     check_empty_pair(empty_pair)
-    options = ScoringOptions(nsd_tolerance_mm, positive_class, progress, empty_pair)
-    return evaluation.hook("score")(reference, prediction, options)
+    options = ScoringOptions(nsd_tolerance_mm, positive_class, progress, empty_pair, challenge)
+    summary = evaluation.hook("score")(reference, prediction, options)
+    if challenge is not None:
+        summary.challenge = {"edition": challenge.edition, "task": challenge.number}
+    return summary

@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fomo_nn.fomo25.layout import find_task_subjects, hidden_folders_note, list_subjects, natural_key
-from fomo_nn.fomo25.sequences import channel_candidates, pick_sequence
+from fomo_nn.challenges.layout import find_task_subjects, hidden_folders_note, list_subjects, natural_key
+from fomo_nn.challenges.sequences import channel_candidates, pick_sequence
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
 

@@ -2,7 +2,8 @@
 
 - FOMO60K corpus: `SRC/sub_<id>/ses_<n>/<sequence>.nii.gz` (names such as t1, t1_2, scan_3, flair).
 - FOMO finetuning task: `SRC/preprocessed/sub_X/ses_1/<sequence>.nii.gz` with labels in
-  `SRC/labels/sub_X/ses_1/` or `SRC/labels/sub_X/` (the validation layout drops `ses_1`).
+  `SRC/labels/sub_X/ses_1/` or `SRC/labels/sub_X/` (the validation layout drops `ses_1`); FOMO26
+  names them `sub-XX/ses-01/` (asparagus_preprocessing @ fce45b3), read the same way.
 
 Folders are walked with os.scandir: one readdir per folder and, thanks to the cached entry type,
 one stat per image (for its size) and nothing more, so 60K files take well under a second.
@@ -19,6 +20,7 @@ from pathlib import Path
 from fomo_nn.io.errors import BadInputError
 
 IMAGE_ENDINGS = (".nii.gz", ".nii")
+FIRST_SESSIONS = ("ses_1", "ses-01")  # a finetuning case's session: FOMO25's name, FOMO26's
 _MIN_BYTES = {".nii.gz": 18, ".nii": 352}  # a gzip member header + trailer; a NIfTI-1 header + offset
 _TRAILING_INDEX = re.compile(r"_\d+$")
 _UNNAMED_FAMILIES = {"scan": "unknown"}  # FOMO60K `scan_<k>`: the sequence was not known to the curators
@@ -169,7 +171,7 @@ def task_images_root(src: str | os.PathLike) -> Path:
     root = Path(src) / "preprocessed"
     if not root.is_dir():
         raise BadInputError(root, "folder is missing; expected the FOMO finetuning layout "
-                                  "SRC/preprocessed/sub_X/ses_1/<sequence>.nii.gz")
+                                  "SRC/preprocessed/sub_X/ses_1/<sequence>.nii.gz (FOMO26: sub-XX/ses-01/)")
     return root
 
 
@@ -198,11 +200,12 @@ def task_subject(subject_dir: Path) -> TaskSubject:
     if direct or not sessions:  # images straight in the subject folder (no session level)
         return TaskSubject(subject_dir.name, direct, None, ambiguous=ambiguous)
     if len(sessions) > 1:
-        chosen = [s for s in sessions if s.name == "ses_1"]
-        if not chosen:
+        chosen = [s for s in sessions if s.name in FIRST_SESSIONS]
+        if len(chosen) != 1:
             names = ", ".join(s.name for s in sessions)
             return TaskSubject(subject_dir.name, {}, None, BadInputError(
-                subject_dir, f"several sessions ({names}) and none is ses_1; a finetuning case has one session"))
+                subject_dir, f"several sessions ({names}) and not one of them is {' or '.join(FIRST_SESSIONS)}; "
+                             "a finetuning case has one session"))
         sessions = chosen
     images, ambiguous = _images_in(sessions[0])
     return TaskSubject(subject_dir.name, images, sessions[0], ambiguous=ambiguous)
@@ -219,15 +222,16 @@ def _images_in(folder: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
     return images, {stem: files for stem, files in claims.items() if len(files) > 1}
 
 
-def find_task_label(src: str | os.PathLike, subject: TaskSubject, stem: str) -> Path | None:
-    """The label file `stem` (+ `.txt` or a NIfTI ending) of a subject: session level first, then subject level.
+def find_task_label(src: str | os.PathLike, subject: TaskSubject, stem: str, text: bool) -> Path | None:
+    """The label file `stem` (+ `.txt` when `text`, else a NIfTI ending) of a subject: session level first,
+    then subject level.
 
     `seg.nii` and `seg.nii.gz` side by side are refused (BadInputError): which one is meant is unknown.
     """
     base = Path(src) / "labels" / subject.subject
     folders = [base / subject.session_dir.name] if subject.session_dir is not None else []
     folders.append(base)
-    endings = (".txt",) if stem == "label" else IMAGE_ENDINGS
+    endings = (".txt",) if text else IMAGE_ENDINGS
     for folder in folders:
         found = [folder / f"{stem}{ending}" for ending in endings if (folder / f"{stem}{ending}").is_file()]
         if len(found) > 1:
