@@ -1,4 +1,5 @@
-"""CNN encoders built from a NetworkPlan with dynamic-network-architectures (nnU-Net conventions).
+"""CNN encoders built from a NetworkPlan through its family (fomo_nn.networks.families: DNA PlainConv /
+ResidualEncoder, gardening-tools' max-pool U-Net and ResidualUNetEncoder).
 
 Every fomo_nn model holds its encoder at the attribute ``encoder`` so the state-dict keys
 ``encoder.*`` are the same in pretraining and finetuning models built from one NetworkPlan.
@@ -8,23 +9,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
-from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 from torch import nn
 
+# nnU-Net's 3D conventions, which fomo_nn's decoders use whatever the encoder family
+from fomo_nn.networks.families.dna_common import CONV_BIAS, CONV_OP, NONLIN, NONLIN_KWARGS, NORM_KWARGS, NORM_OP
+from fomo_nn.networks.families.registry import FAMILY_NAMES, network_family
 from fomo_nn.plans.records import FUSION_MODES, NetworkPlan
 
-ENCODER_TYPES = ("plain_conv", "residual")
+ENCODER_TYPES = FAMILY_NAMES  # the registry's names (fomo_nn.networks.families)
 ENCODER_PREFIX = "encoder."
-
-# nnU-Net's 3D defaults: conv bias, affine instance norm, LeakyReLU(0.01).
-CONV_OP = nn.Conv3d
-NORM_OP = nn.InstanceNorm3d
-NORM_KWARGS = {"eps": 1e-5, "affine": True}
-NONLIN = nn.LeakyReLU
-NONLIN_KWARGS = {"negative_slope": 1e-2, "inplace": True}
-CONV_BIAS = True
 
 
 def as_network_plan(network: NetworkPlan | dict) -> NetworkPlan:
@@ -41,8 +35,11 @@ def validate_network_plan(net: NetworkPlan) -> None:
     """Fail with one readable message instead of an assert deep inside the library."""
     n = net.num_stages
     problems = []
-    if net.encoder not in ENCODER_TYPES:
-        problems.append(f"encoder {net.encoder!r} is not one of {ENCODER_TYPES}")
+    try:
+        family = network_family(net.encoder)
+    except ValueError as error:
+        family = None
+        problems.append(str(error))
     if net.fusion not in FUSION_MODES:
         problems.append(f"fusion {net.fusion!r} is not one of {FUSION_MODES}")
     if n < 2:
@@ -55,36 +52,19 @@ def validate_network_plan(net: NetworkPlan) -> None:
         for entry in getattr(net, name):
             if len(entry) != 3:
                 problems.append(f"{name} entry {entry} is not 3D")
+    if family is not None and not problems:
+        problems += [f"{family.name}: {problem}" for problem in family.check_plan(net)]
     if problems:
         raise ValueError("invalid network plan: " + "; ".join(problems))
 
 
 def build_encoder(net: NetworkPlan | dict, in_channels: int) -> nn.Module:
-    """A PlainConvEncoder or ResidualEncoder returning every stage's features (skips, bottleneck last)."""
+    """The plan's family's encoder, returning every stage's features (skips, bottleneck last), He-initialised."""
     net = as_network_plan(net)
     validate_network_plan(net)
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    common = dict(
-        input_channels=in_channels,
-        n_stages=net.num_stages,
-        features_per_stage=list(net.features_per_stage),
-        conv_op=CONV_OP,
-        kernel_sizes=[list(k) for k in net.kernel_sizes],
-        strides=[list(s) for s in net.strides],
-        conv_bias=CONV_BIAS,
-        norm_op=NORM_OP,
-        norm_op_kwargs=dict(NORM_KWARGS),
-        dropout_op=None,
-        dropout_op_kwargs=None,
-        nonlin=NONLIN,
-        nonlin_kwargs=dict(NONLIN_KWARGS),
-        return_skips=True,
-    )
-    if net.encoder == "plain_conv":
-        encoder = PlainConvEncoder(n_conv_per_stage=list(net.n_conv_per_stage), **common)
-    else:
-        encoder = ResidualEncoder(n_blocks_per_stage=list(net.n_conv_per_stage), **common)
+    encoder = network_family(net.encoder).build_encoder(net, int(in_channels))
     initialize_weights(encoder)
     return encoder
 
@@ -99,20 +79,22 @@ def decoder_spec(encoder: nn.Module) -> SimpleNamespace:
     """What DNA's UNetDecoder reads from an encoder, without registering the encoder inside the decoder.
 
     UNetDecoder stores the encoder it is given as a submodule; passing the real encoder would
-    duplicate every encoder weight under ``decoder.encoder.*`` in the state dict.
+    duplicate every encoder weight under ``decoder.encoder.*`` in the state dict. Every family's encoder
+    carries its stages' channels, strides (a max-pool stage: its pooling) and kernels; the decoder's own
+    layers follow nnU-Net's conventions whatever the family (conv bias, affine instance norm, LeakyReLU).
     """
     return SimpleNamespace(
         output_channels=list(encoder.output_channels),
         strides=[list(s) for s in encoder.strides],
         kernel_sizes=[list(k) for k in encoder.kernel_sizes],
-        conv_op=encoder.conv_op,
-        conv_bias=encoder.conv_bias,
-        norm_op=encoder.norm_op,
-        norm_op_kwargs=encoder.norm_op_kwargs,
-        dropout_op=encoder.dropout_op,
-        dropout_op_kwargs=encoder.dropout_op_kwargs,
-        nonlin=encoder.nonlin,
-        nonlin_kwargs=encoder.nonlin_kwargs,
+        conv_op=CONV_OP,
+        conv_bias=CONV_BIAS,
+        norm_op=NORM_OP,
+        norm_op_kwargs=dict(NORM_KWARGS),
+        dropout_op=None,
+        dropout_op_kwargs=None,
+        nonlin=NONLIN,
+        nonlin_kwargs=dict(NONLIN_KWARGS),
     )
 
 

@@ -1,19 +1,26 @@
-"""GPU memory estimate of a U-Net configuration, calibrated like nnU-Net's planner.
+"""GPU memory estimate of a U-Net configuration, calibrated like nnU-Net's planner; one formula for every
+encoder family, read from the family's record (fomo_nn.networks.families: memory_factor).
 
-The estimate is dynamic-network-architectures' `compute_conv_feature_map_size` of the full U-Net
-(encoder + decoder): the number of feature-map elements one training sample produces. nnU-Net
-found that 560e6 such elements at batch size 2 fill about 8 GB; the budget scales linearly with the
-memory target. The network is built on torch's 'meta' device: no weights are allocated, so an
-estimate costs milliseconds even for 30M-parameter nets.
+The unit is nnU-Net's: the number of feature-map elements one training sample produces (what
+dynamic-network-architectures' `compute_conv_feature_map_size` counts). nnU-Net found that 560e6 such
+elements at batch size 2 fill about 8 GB; the budget scales linearly with the memory target.
+
+Counted here without building a network: the encoder's conv entries (n_conv_per_stage x features x voxels
+after the stage's stride), times the family's memory_factor (1 for a plain conv-norm-nonlin; DNA's count
+of ResEnc-L's encoder is 2.63 times its blocks'), plus fomo_nn's U-Net decoder exactly as DNA counts it
+(its convs, the transposed conv and the logits). For plain_conv this is DNA's number exactly
+(tests/test_network_families.py). The pretraining method that trains on the plan multiplies it
+(fomo_nn.training.pretraining.memory: two views, teacher, extra decoder).
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import numpy as np
+
+from fomo_nn.networks.families import network_family
 
 REFERENCE_FEATURE_MAP_ELEMENTS = 560_000_000  # at REFERENCE_BATCH_SIZE, nnU-Net's calibration
 REFERENCE_GPU_MEMORY_GB = 8.0
 REFERENCE_BATCH_SIZE = 2
-RESIDUAL_BLOCKS_PER_STAGE = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6)  # nnU-Net ResEnc
 
 
 def feature_map_budget(gpu_memory_gb: float) -> float:
@@ -21,25 +28,37 @@ def feature_map_budget(gpu_memory_gb: float) -> float:
     return REFERENCE_FEATURE_MAP_ELEMENTS * gpu_memory_gb / REFERENCE_GPU_MEMORY_GB
 
 
-@lru_cache(maxsize=4096)
-def _feature_map_elements(encoder: str, patch_size: tuple, input_channels: int, output_channels: int,
-                          features: tuple, kernel_sizes: tuple, strides: tuple, n_conv: tuple,
-                          n_conv_decoder: tuple) -> int:
-    import torch
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
-    from torch import nn
+def stage_sizes(patch_size, strides) -> list[list[int]]:
+    """Each stage's feature-map size after its stride (the strided conv / pooling rounds down, as DNA counts)."""
+    size = [int(s) for s in patch_size]
+    sizes = []
+    for stride in strides:
+        size = [i // int(j) for i, j in zip(size, stride)]
+        sizes.append(size)
+    return sizes
 
-    common = dict(input_channels=input_channels, n_stages=len(features), features_per_stage=list(features),
-                  conv_op=nn.Conv3d, kernel_sizes=[list(k) for k in kernel_sizes], strides=[list(s) for s in strides],
-                  num_classes=output_channels, n_conv_per_stage_decoder=list(n_conv_decoder), conv_bias=True,
-                  norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
-                  nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True})
-    with torch.device("meta"):
-        if encoder == "residual":
-            net = ResidualEncoderUNet(n_blocks_per_stage=list(n_conv), **common)
-        else:
-            net = PlainConvUNet(n_conv_per_stage=list(n_conv), **common)
-    return int(net.compute_conv_feature_map_size(tuple(int(s) for s in patch_size)))
+
+def encoder_elements(network, patch_size) -> float:
+    """The encoder's feature-map elements for one sample: conv entries x features x voxels x memory_factor."""
+    sizes = stage_sizes(patch_size, network.strides)
+    units = sum(int(n) * int(f) * int(np.prod(size, dtype=np.int64))
+                for n, f, size in zip(network.n_conv_per_stage, network.features_per_stage, sizes))
+    return units * network_family(network.encoder).memory_factor
+
+
+def decoder_elements(network, patch_size, output_channels: int, deep_supervision: bool = False) -> int:
+    """DNA UNetDecoder's count: per decoder stage (deepest first) its convs and transposed conv at the skip's
+    size with the skip's features, and the logits (every stage with deep supervision, else the last)."""
+    sizes = stage_sizes(patch_size, network.strides)[:-1]
+    features = list(network.features_per_stage)[:-1]
+    total = 0
+    for stage, n_conv in enumerate(network.n_conv_per_stage_decoder):
+        level = len(sizes) - 1 - stage
+        voxels = int(np.prod(sizes[level], dtype=np.int64))
+        total += (int(n_conv) + 1) * int(features[level]) * voxels
+        if deep_supervision or stage == len(network.n_conv_per_stage_decoder) - 1:
+            total += int(output_channels) * voxels
+    return total
 
 
 def estimate_feature_map_elements(network, patch_size, output_channels: int, encoder_passes: int = 1) -> int:
@@ -47,9 +66,6 @@ def estimate_feature_map_elements(network, patch_size, output_channels: int, enc
 
     `encoder_passes` > 1 for a shared encoder that runs once per input sequence.
     """
-    elements = _feature_map_elements(
-        network.encoder, tuple(int(s) for s in patch_size), int(network.input_channels), int(max(output_channels, 1)),
-        tuple(network.features_per_stage), tuple(tuple(k) for k in network.kernel_sizes),
-        tuple(tuple(s) for s in network.strides), tuple(network.n_conv_per_stage),
-        tuple(network.n_conv_per_stage_decoder))
-    return elements * max(int(encoder_passes), 1)
+    elements = encoder_elements(network, patch_size) + decoder_elements(network, patch_size,
+                                                                        max(int(output_channels), 1))
+    return int(round(elements)) * max(int(encoder_passes), 1)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fomo_nn.planning.memory import (REFERENCE_BATCH_SIZE, RESIDUAL_BLOCKS_PER_STAGE, estimate_feature_map_elements,
-                                     feature_map_budget)
+from fomo_nn.networks.families import PLANNABLE_FAMILIES, network_family
+from fomo_nn.planning.memory import REFERENCE_BATCH_SIZE, estimate_feature_map_elements, feature_map_budget
 from fomo_nn.planning.topology import MIN_FEATURE_MAP_EDGE, Topology, features_per_stage, plan_topology
 from fomo_nn.plans.records import NetworkPlan
 
-ENCODERS = ("plain_conv", "residual")
+ENCODERS = PLANNABLE_FAMILIES  # the families whose topology the planner may derive for a dataset alone
 MIN_PATCH_EDGE = 2 * MIN_FEATURE_MAP_EDGE  # smaller cannot be pooled even once
 
 
@@ -56,11 +56,8 @@ class Sizing:
 
 def network_from_topology(topology: Topology, options: SizingOptions, input_channels: int, fusion: str) -> NetworkPlan:
     stages = topology.num_stages
-    if options.encoder == "residual":
-        blocks = [RESIDUAL_BLOCKS_PER_STAGE[min(i, len(RESIDUAL_BLOCKS_PER_STAGE) - 1)] for i in range(stages)]
-        decoder = [1] * (stages - 1)
-    else:
-        blocks, decoder = [2] * stages, [2] * (stages - 1)
+    family = network_family(options.encoder)
+    blocks, decoder = family.default_blocks(stages), [family.decoder_convs] * (stages - 1)
     return NetworkPlan(encoder=options.encoder,
                        features_per_stage=features_per_stage(stages, options.base_features, options.max_features),
                        kernel_sizes=[list(k) for k in topology.kernel_sizes], strides=[list(s) for s in topology.strides],

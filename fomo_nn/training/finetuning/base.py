@@ -29,6 +29,7 @@ from fomo_nn.inference.case_prediction import predict_preprocessed
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.networks.encoders import ENCODER_PREFIX
+from fomo_nn.networks.families import network_family
 from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer
 from fomo_nn.checkpoints.training_state import PRETRAINED
@@ -132,12 +133,11 @@ class FinetuningTrainer(BaseTrainer):
         return groups
 
     def encoder_depth_of(self, name: str) -> int:
-        """How many stages below the bottleneck an encoder parameter sits (0 = deepest stage)."""
-        stages = self.network.network_plan.num_stages
-        parts = name[len(ENCODER_PREFIX):].split(".")
-        if parts[0] == "stages" and len(parts) > 1 and parts[1].isdigit():
-            return stages - 1 - int(parts[1])
-        return stages  # the stem of residual encoders, before stage 0
+        """How many stages below the bottleneck an encoder parameter sits (0 = deepest stage); the family
+        says which stage a key belongs to (fomo_nn.networks.families: stage_of_key)."""
+        plan = self.network.network_plan
+        stage = network_family(plan.encoder).stage_of_key(name[len(ENCODER_PREFIX):])
+        return plan.num_stages if stage is None else plan.num_stages - 1 - stage  # None: a stem before stage 0
 
     def on_epoch_start(self, epoch: int) -> None:
         frozen = bool(self.training.linear_probe) or epoch < self.training.freeze_encoder_epochs
