@@ -36,6 +36,9 @@ setup(
         "tqdm>=4.60",
         "scikit-learn>=1.2",  # the probes (fomo_nn.probing) and the probe-initialised heads
         "blosc2>=4.0",  # the compressed store of preprocessed cases (fomo_nn.preprocessing.array_store)
+        # the max-pool U-Net and ResEnc encoder families of asparagus / the FOMO25 baseline are built with its
+        # classes (fomo_nn.networks.families); pure python, its dependencies are ours; keys fixed by 0.3.x
+        "gardening-tools>=0.3.5,<0.4",
     ],
     # surface-distance: DeepMind's NSD, the reference tests/test_evaluation_surfaces.py checks ours against
     extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1"]},
