@@ -25,7 +25,7 @@ from tqdm import tqdm
 from dataset_conversion.fomo300k_layout import (CorpusLayout, CorpusScan, list_session_scans, sequence_family,
                                                 walk_fomo300k)
 from dataset_conversion.fomo300k_metadata import CorpusMetadata, read_tables
-from dataset_conversion.fomo300k_zips import ZipJob, extract_session, outcome_problem
+from dataset_conversion.fomo300k_zips import ZipJob, extract_sessions, outcome_problem
 from dataset_conversion.nnunet_dataset import ConversionReport, target_dataset_dir
 from fomo_nn.datasets.cases import case_id_problem
 from fomo_nn.datasets.dataset_json import DatasetSpec, save_dataset_json
@@ -37,6 +37,7 @@ from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.utils.files import write_json_atomic
 
 DEFAULT_NAME = "FOMO300K"
+ZIPS_PER_TASK = 32  # sessions per worker task: one task per tiny session would be mostly messaging
 CHECKS = ("none", "header", "full")
 
 
@@ -97,9 +98,11 @@ def _extract_zips(layout: CorpusLayout, num_processes: int, progress: bool, bad:
     if not jobs:
         return 0, 0
     failed, sessions, written = set(), 0, 0
-    outcomes = run_parallel(extract_session, jobs, [job.archive for job in jobs], min(num_processes, len(jobs)),
-                            "extracting zipped sessions", progress)
-    for _, outcome in outcomes:
+    batches = [jobs[start:start + ZIPS_PER_TASK] for start in range(0, len(jobs), ZIPS_PER_TASK)]
+    keys = [f"{len(batch)} zipped sessions from {batch[0].archive}" for batch in batches]
+    done = dict(run_parallel(extract_sessions, batches, keys, min(num_processes, len(batches)),
+                             "extracting zipped sessions", progress))
+    for outcome in (outcome for key in keys for outcome in done[key]):
         problem = outcome_problem(outcome)
         if problem is not None:
             bad.append(problem)
@@ -140,7 +143,7 @@ def _usable(scans: list[CorpusScan], bad: list) -> list[CorpusScan]:
 
 
 def _checked(scans: list[CorpusScan], full: bool, num_processes: int, progress: bool, bad: list):
-    paths = [str(scan.path) for scan in scans]
+    paths = [scan.path for scan in scans]
     found = check_image_files(paths, check_data=full, num_processes=num_processes, progress=progress,
                               description="reading images" if full else "reading headers")
     bad += found
@@ -151,8 +154,8 @@ def _checked(scans: list[CorpusScan], full: bool, num_processes: int, progress: 
 def _manifest_image(scan: CorpusScan, source_root: Path, metadata: CorpusMetadata) -> ManifestImage:
     details = metadata.scan(scan.source, scan.subject, scan.session, scan.sequence)
     age, sex = metadata.demographics(scan.source, scan.subject, scan.session)
-    path = scan.path
-    relative = path.relative_to(source_root).as_posix() if path.is_relative_to(source_root) else str(path)
+    prefix = f"{source_root}{os.sep}"
+    relative = scan.path[len(prefix):] if scan.path.startswith(prefix) else scan.path
     return ManifestImage(image_id=image_id(scan), subject=f"{source_tag(scan.source)}_{scan.subject}",
                          session=scan.session, sequence=scan.sequence, path=relative, source=scan.source,
                          modality=details.modality or scan.modality, vendor=details.vendor,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ _MIN_BYTES = {".nii.gz": 18, ".nii": 352}
 _RUN_OR_ENTITY = re.compile(r"^[a-z0-9]+-[^_]*$", re.IGNORECASE)  # BIDS entities: run-1, acq-mprage, ce-gd
 
 
+@lru_cache(maxsize=4096)
 def source_key(source: str) -> tuple[str, str | None]:
     """("PT030", "ds000117") for "PT030_OpenNeuro/ds000117", ("PT021", None) for "PT021_IXI": how tables
     and folders are matched (the name part after the PT number may be spelled differently)."""
@@ -76,7 +78,7 @@ class CorpusScan:
     session: str
     sequence: str  # stem without the subject/session prefixes, e.g. "T1w", "run-2_T1w", "dwi_bval1000"
     modality: str | None  # BIDS folder between session and file (anat, dwi, ...), None when directly in it
-    path: Path
+    path: str  # absolute (a str: 306K Path objects cost seconds)
 
 
 @dataclass
@@ -89,7 +91,7 @@ class CorpusLayout:
     already_extracted: int = 0  # zips whose session folder is there (not extracted again)
 
 
-def _entries(folder: Path, hidden: list[str]) -> list[os.DirEntry]:
+def _entries(folder: Path | str, hidden: list[str]) -> list[os.DirEntry]:
     with os.scandir(folder) as scan:
         entries = list(scan)
     hidden += [e.path for e in entries if e.name.startswith(".") and e.is_dir()]
@@ -176,11 +178,11 @@ def _outside(layout: CorpusLayout, entry: os.DirEntry, where: str) -> None:
 def list_session_scans(session: SessionSource) -> tuple[list[CorpusScan], list[BadInputError], list[str]]:
     """The images of one (extracted) session: (scans, problems, ignored files)."""
     scans, problems, ignored = [], [], []
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     hidden: list[str] = []
     for entry in _entries(session.folder, hidden):
         if entry.is_dir():
-            for inner in _entries(Path(entry.path), hidden):
+            for inner in _entries(entry.path, hidden):
                 _add_scan(session, inner, entry.name, scans, problems, ignored, seen)
         else:
             _add_scan(session, entry, None, scans, problems, ignored, seen)
@@ -205,5 +207,5 @@ def _add_scan(session: SessionSource, entry: os.DirEntry, modality: str | None, 
     if problem:
         problems.append(BadInputError(entry.path, problem))
         return
-    seen[sequence.lower()] = Path(entry.path)
-    scans.append(CorpusScan(session.source, session.subject, session.session, sequence, modality, Path(entry.path)))
+    seen[sequence.lower()] = entry.path
+    scans.append(CorpusScan(session.source, session.subject, session.session, sequence, modality, entry.path))

@@ -164,7 +164,7 @@ def _read_participants(metadata: CorpusMetadata, rows: list[dict], source: str |
 def _scan_key(key, subject: str, session: str | None, filename: str | None):
     if session is None or filename is None:
         return None
-    name = Path(filename.replace("\\", "/")).name
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
     for ending in (".nii.gz", ".nii", ".pt"):
         if name.lower().endswith(ending):
             name = name[: -len(ending)]

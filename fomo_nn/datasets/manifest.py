@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fomo_nn.datasets.cases import Case
@@ -86,11 +86,8 @@ class Manifest:
 
 def _image_json(image: ManifestImage) -> dict:
     """Identity always; metadata only where known (a 306K manifest does not carry 1.8M nulls)."""
-    entry = asdict(image)
-    for name in METADATA_FIELDS:
-        if entry[name] is None:
-            del entry[name]
-    return entry
+    return {name: value for name in _FIELD_NAMES
+            if (value := getattr(image, name)) is not None or name not in METADATA_FIELDS}
 
 
 def save_manifest(manifest: Manifest, dataset_dir: str | Path) -> Path:
