@@ -12,6 +12,7 @@ from fomo_nn.io import BadInputError
 from fomo_nn.planning.fingerprint import extract_fingerprint
 from fomo_nn.planning.memory import estimate_feature_map_elements, feature_map_budget
 from fomo_nn.planning.planner import PlannerOptions, plan_from_fingerprint
+from fomo_nn.networks import adaptation_record, build_pretraining_network
 from fomo_nn.planning.plans_like import differences_report, load_source_plans, plan_like
 from fomo_nn.planning.sizing import SizingOptions
 from fomo_nn.planning.target_spacing import determine_target_spacing
@@ -140,12 +141,17 @@ def _pretraining_plans():
                                                                     max_patch_edge=64))
 
 
+def _save_pretraining_checkpoint(plans, path):
+    """A checkpoint laid out as fomo_nn pretraining writes it (whole MAE model + plans + adaptation record)."""
+    model = build_pretraining_network(plans, "mae")
+    record = adaptation_record(model, plans, "mae", {}, {"corpora": ["test"]})
+    torch.save({"network": model.state_dict(), "plans": plans.to_json(), "adaptation": record, "epoch": 1}, path)
+    return path
+
+
 def test_plans_like_checkpoint_uses_pretrained_topology(tmp_path):
     source = _pretraining_plans()
-    checkpoint = tmp_path / "checkpoint_final.pth"
-    torch.save({"plans": source.to_json(), "network": {"w": torch.zeros(2)},
-                "adaptation": {"recommended_patch_size": source.patch_size, "pretraining": {"method": "mae"}}},
-               checkpoint)
+    checkpoint = _save_pretraining_checkpoint(source, tmp_path / "checkpoint_final.pth")
     loaded, adaptation = load_source_plans(checkpoint)
     assert loaded.network == source.network and adaptation["pretraining"]["method"] == "mae"
 
@@ -189,7 +195,7 @@ def test_plans_like_rejects_incompatible_channels_and_bad_checkpoints(tmp_path):
         plan_like(alone, two_channel, tmp_path / "x.pth", TASK_SPEC, fingerprint)
     no_plans = tmp_path / "weights_only.pth"
     torch.save({"network": {"w": torch.zeros(1)}}, no_plans)
-    with pytest.raises(BadInputError, match="no 'plans' entry") as error:
+    with pytest.raises(BadInputError, match="unknown checkpoint format") as error:
         load_source_plans(no_plans)
     assert str(no_plans) in str(error.value)
 
@@ -203,7 +209,7 @@ def test_baseline_normalization_is_a_selectable_scheme_with_its_difference_in_th
     note = next(n for n in plans.notes if n.startswith("normalization:"))
     assert "FOMO25 baseline" in note and "99th percentile" in note and "[0, 1]" in note and "zscore_foreground" in note
     with pytest.raises(ValueError, match=r"unknown normalization scheme 'minmax' \(known: zscore_foreground, "
-                                         r"volume_wise_znorm\)"):
+                                         r"volume_wise_znorm, zscore_volume\)"):
         PlannerOptions(normalization="minmax")
 
     # planned like a model pretrained on baseline-normalized inputs: its scheme wins, and the notes say so
@@ -267,8 +273,7 @@ def test_cli_plans_like_end_to_end(tmp_path, monkeypatch, capsys):
     tiny = ["-np", "1", "--no-progress", "--base-features", "8", "--max-features", "32", "--max-patch", "32"]
     assert main(["-d", "3", "--no-preprocess", *tiny]) == 0
     source = load_plans(tmp_path / "pre" / "Dataset003_Corpus")
-    checkpoint = tmp_path / "pretrained.pth"
-    torch.save({"plans": source.to_json()}, checkpoint)
+    checkpoint = _save_pretraining_checkpoint(source, tmp_path / "pretrained.pth")
     capsys.readouterr()
     assert main(["-d", "2", "--plans-like", str(checkpoint), *tiny[:3], "--max-patch", "32"]) == 0
     output = capsys.readouterr().out

@@ -11,7 +11,8 @@ from fomo_nn.networks.adaptation import AdaptationRecord, adaptation_record, bui
 from fomo_nn.checkpoints import training_state as ckpt
 from fomo_nn.training.base_trainer import TrainerOptions
 from fomo_nn.checkpoints.training_state import TrainingCheckpoint
-from fomo_nn.training.finetuning.pretrained import adaptation_of, load_pretrained_encoder, pretrained_network_plan
+from fomo_nn.checkpoints.formats.fomo_nn_training import adaptation_of
+from fomo_nn.training.finetuning.pretrained import load_pretrained_encoder
 from fomo_nn.training.registry import get_trainer
 from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys, nearest
 from preprocessed_builders import tiny_plans
@@ -80,8 +81,7 @@ def test_a_checkpoint_with_a_malformed_record_names_the_file_and_field(record, t
     with pytest.raises(BadInputError) as error:
         adaptation_of(state, path)
     assert str(path) in str(error.value) and "'pretrainng'" in str(error.value) and "'pretraining'" in str(error.value)
-    assert adaptation_of({ckpt.PLANS: plans.to_json()}) is None
-    assert pretrained_network_plan({ckpt.ADAPTATION: data}) == data["architecture"]["kwargs"]["network"]
+    assert adaptation_of({ckpt.PLANS: plans.to_json()}, path) is None
 
 
 def test_the_record_is_read_under_its_one_key(record, tmp_path):

@@ -64,7 +64,11 @@ def _add_planner(parser):
     group.add_argument("--target-spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
                        help="override the target spacing (mm, RAS order)")
     group.add_argument("--plans-like", default=None, metavar="CHECKPOINT_OR_PLANS",
-                       help="plan like a pretrained model: its checkpoint (.pth) or plans.json")
+                       help="plan like a pretrained model: any checkpoint fomo_nn reads (fomo_nn, nnssl, "
+                            "model.safetensors + config.json, ...) or a plans.json")
+    group.add_argument("--trust-checkpoint", action="store_true",
+                       help="read a --plans-like checkpoint that needs unpickling (it can run code: only for a file "
+                            "from a source you trust)")
     group.add_argument("--normalization", choices=SCHEMES, default=DEFAULT_SCHEME,
                        help=f"per-channel intensity scheme (default {DEFAULT_SCHEME}); volume_wise_znorm is the "
                             "FOMO25 baseline's, for weights pretrained with it (a --plans-like model's scheme wins)")
@@ -138,7 +142,8 @@ def _plan(args) -> int:
     from fomo_nn.planning.steps import plan_step
 
     raw_dir, preprocessed_dir = _folders(args.dataset)
-    plans = plan_step(raw_dir, preprocessed_dir, _planner_options(args), args.plans_like)
+    plans = plan_step(raw_dir, preprocessed_dir, _planner_options(args), args.plans_like,
+                      trust_checkpoint=getattr(args, "trust_checkpoint", False))
     _say(f"wrote {preprocessed_dir / 'plans.json'}: spacing {plans.target_spacing}, patch {plans.patch_size}, "
          f"batch {plans.batch_size}, {plans.network.num_stages} stages {plans.network.features_per_stage}")
     for note in plans.notes:

@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", help="pretraining checkpoint (or exported encoder) to finetune from")
     parser.add_argument("--allow-partial", action="store_true",
                         help="load a pretrained encoder even if some keys/shapes do not match (reported)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="read a --pretrained file that needs unpickling (it can run code: only for a file from "
+                             "a source you trust); without it checkpoints are read with weights_only")
     parser.add_argument("--allow-incomplete-dataset", action="store_true",
                         help="train on the finished cases of a dataset whose preprocessing did not finish (killed, "
                              "or CASE.json files deleted); without it such a dataset is refused (logged when used)")
@@ -89,6 +92,7 @@ def main(argv=None) -> int:
                        learning_rate=args.learning_rate, num_workers=args.num_workers,
                        checkpoint_every=args.checkpoint_every, seed=args.seed, compile=args.compile,
                        continue_training=args.continue_training, overwrite=args.overwrite, pretrained=args.pretrained,
+                       trust_checkpoint=args.trust_checkpoint,
                        allow_partial=args.allow_partial, allow_incomplete_dataset=args.allow_incomplete_dataset,
                        method=dict(args.settings), training=training,
                        probe_datasets=args.probe_datasets, probe_every=args.probe_every)

@@ -22,11 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from fomo_nn.checkpoints import training_state as checkpoint
+from fomo_nn.checkpoints.record import CheckpointRecord
+from fomo_nn.checkpoints.registry import read_checkpoint
 from fomo_nn.inference.sliding_window import sliding_window_dense, sliding_window_tiles
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.networks import build_finetuning_network
 from fomo_nn.plans import Plans
 from fomo_nn.tasks import task_kind
-from fomo_nn.checkpoints import training_state as checkpoint
 
 AGGREGATIONS = ("mean", "median")
 
@@ -150,28 +153,26 @@ class TrainedModel:
                                     device=next(self.network.parameters()).device, **options)
 
 
-def load_trained_model(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+def load_trained_model(checkpoint_path: str | Path, device: str | torch.device = "cpu",
+                       trust_pickle: bool = False) -> TrainedModel:
     """Rebuild the network of a finetuning checkpoint (checkpoint_final/best.pth) from its own plans."""
-    from fomo_nn.networks import build_finetuning_network
+    return trained_model_from_record(read_checkpoint(checkpoint_path, trust_pickle=trust_pickle), device)
 
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise BadInputError(path, "checkpoint does not exist")
+
+def trained_model_from_record(record: CheckpointRecord, device: str | torch.device = "cpu") -> TrainedModel:
+    """The whole trained network of a fomo_nn training checkpoint's record (its plans say how to build it)."""
+    if record.plans is None or record.weights is None:
+        raise BadInputError(record.path, f"a {record.format} checkpoint holds no whole trained network with its plans "
+                                         f"(needs {checkpoint.NETWORK!r} and {checkpoint.PLANS!r} of a fomo_nn training "
+                                         "checkpoint)")
+    network = build_finetuning_network(record.plans)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise BadInputError(path, f"not a loadable fomo_nn checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or checkpoint.PLANS not in state or checkpoint.NETWORK not in state:
-        raise BadInputError(path, f"not a fomo_nn training checkpoint (needs {checkpoint.NETWORK!r} and "
-                                  f"{checkpoint.PLANS!r})")
-    plans = Plans.from_json(state[checkpoint.PLANS], str(path))
-    network = build_finetuning_network(plans)
-    try:
-        network.load_state_dict(state[checkpoint.NETWORK])
+        network.load_state_dict(record.weights)
     except RuntimeError as error:
-        raise BadInputError(path, f"weights do not fit the network its plans describe ({error})") from None
-    extra = state.get(checkpoint.EXTRA) or {}
+        raise BadInputError(record.path, f"weights do not fit the network its plans describe ({error})") from None
+    contents = record.contents or {}
+    extra = contents.get(checkpoint.EXTRA) or {}
     normalization = extra.get("target_normalization")
-    return TrainedModel(network.to(device), plans, str(state.get(checkpoint.TRAINER, "")),
-                        str(state.get(checkpoint.FOLD, "")),
-                        TargetNormalization.from_dict(normalization) if normalization else None, str(path))
+    return TrainedModel(network.to(device), record.plans, str(contents.get(checkpoint.TRAINER, "")),
+                        str(contents.get(checkpoint.FOLD, "")),
+                        TargetNormalization.from_dict(normalization) if normalization else None, str(record.path))

@@ -51,7 +51,7 @@ def fingerprint_step(raw_dir: str | Path, preprocessed_dir: str | Path, num_work
 
 
 def plan_step(raw_dir: str | Path, preprocessed_dir: str | Path, options: PlannerOptions | None = None,
-              plans_like_source: str | Path | None = None) -> Plans:
+              plans_like_source: str | Path | None = None, trust_checkpoint: bool = False) -> Plans:
     """Plan from the stored fingerprint (and a pretrained model, if given); writes plans.json."""
     raw_dir, preprocessed_dir = Path(raw_dir), Path(preprocessed_dir)
     path = preprocessed_dir / FINGERPRINT_FILE
@@ -63,7 +63,7 @@ def plan_step(raw_dir: str | Path, preprocessed_dir: str | Path, options: Planne
     options = options or PlannerOptions()
     plans = plan_from_fingerprint(fingerprint, spec, options, dataset_name=raw_dir.name)
     if plans_like_source is not None:
-        source, adaptation = load_source_plans(plans_like_source)
+        source, adaptation = load_source_plans(plans_like_source, trust_pickle=trust_checkpoint)
         plans = plan_like(plans, source, plans_like_source, spec, fingerprint, options, adaptation)
     save_plans(plans, preprocessed_dir / PLANS_FILE)
     return plans

@@ -62,6 +62,7 @@ class TrainerOptions:
     compile: bool = False
     pretrained: str | None = None
     allow_partial: bool = False
+    trust_checkpoint: bool = False  # --trust-checkpoint: read a --pretrained file that needs unpickling
     allow_incomplete_dataset: bool = False  # train on the finished cases of a dataset whose preprocessing did not finish
     progress_bar: bool | None = None  # None: only when attached to a terminal
     probe_datasets: list = field(default_factory=list)  # pretraining: labelled datasets of the online probe

@@ -33,7 +33,8 @@ from fomo_nn.networks.families import network_family
 from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer
 from fomo_nn.checkpoints.training_state import PRETRAINED
-from fomo_nn.training.finetuning.pretrained import REPORT_FILE, load_pretrained_encoder, print_report
+from fomo_nn.checkpoints.registry import read_checkpoint
+from fomo_nn.training.finetuning.pretrained import REPORT_FILE, check_compatible, load_pretrained_encoder, print_report
 from fomo_nn.training.finetuning.splits import ALL_FOLD, SPLITS_FILE, fold_cases, load_or_create_splits
 from fomo_nn.utils.files import write_text_atomic
 
@@ -51,6 +52,11 @@ class FinetuningTrainer(BaseTrainer):
         self.plans = self.plans.replace(method=dict(self.method))
         self.pretrained_report: dict | None = None
         self.encoder_frozen: bool | None = None
+        # read (and checked against the plans) before anything is written: a wrong file leaves no run behind
+        self.pretrained_record = (read_checkpoint(self.options.pretrained, trust_pickle=self.options.trust_checkpoint)
+                                  if self.options.pretrained else None)
+        if self.pretrained_record is not None:
+            check_compatible(self.pretrained_record, self.plans.network)
 
     def default_method_settings(self) -> dict:
         return {"validation_tta": False, "validation_step": 0.5}
@@ -89,7 +95,7 @@ class FinetuningTrainer(BaseTrainer):
                 print("[fomo_nn] note: freezing a randomly initialized encoder (no --pretrained given)",
                       file=sys.stderr)
             return
-        report = load_pretrained_encoder(self.network, self.options.pretrained, self.plans.network,
+        report = load_pretrained_encoder(self.network, self.pretrained_record, self.plans.network,
                                          self.options.allow_partial)
         self.pretrained_report = report
         if self.dist.is_main:
