@@ -126,11 +126,9 @@ def check_task_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
     absent = [f"--{rule.flag(s)} {path}" for s, path in given.items() if not Path(path).is_file()]
     if absent:
         parser.error(f"no such file: {', '.join(absent)}")
-    if args.empty_mask != "keep" and edition(args.edition).exact_mask_values is None:
-        parser.error(f"--empty-mask applies to FOMO25 task 2, whose validator refuses an all-zero mask; "
-                     f"{rule.name} takes an empty mask as it is")
-    if args.empty_mask != "keep" and rule.label_kind != "mask":
-        parser.error(f"--empty-mask applies to segmentation tasks, not {rule.name} ({rule.task_type})")
+    if args.empty_mask != "keep" and (edition(args.edition).exact_mask_values is None or rule.label_kind != "mask"):
+        parser.error(f"--empty-mask applies to task 2 of FOMO25 (segmentation, whose validator refuses an all-zero "
+                     f"mask), not {rule.name} ({rule.task_type})")
     return given
 
 
