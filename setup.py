@@ -16,6 +16,7 @@ CONSOLE_SCRIPTS = [
     "fomo_nn_evaluate = fomo_nn.cli.evaluate:main",
     "fomo_nn_rank = fomo_nn.cli.rank:main",
     "fomo_nn_probe = fomo_nn.cli.probe:main",
+    "fomo_nn_embed = fomo_nn.cli.embed:main",
 ]
 
 setup(
