@@ -54,6 +54,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from fomo_nn.challenges.registry import DEFAULT_EDITION, EDITIONS, challenge_task
+
 HERE = Path(__file__).resolve().parent
 DEFINITION = HERE / "fomo_nn.def"
 DOCKERFILE = HERE / "Dockerfile"
@@ -74,6 +76,7 @@ TASKS = {
     2: ValidatorTask("task2", ("dwi_b1000", "flair", "t2s", "swi"), 3, ".nii.gz"),
     3: ValidatorTask("task3", ("t1", "t2"), 2, ".txt"),
 }
+VALIDATED = {("fomo25", number) for number in TASKS}  # the (edition, task) pairs whose validator this reproduces
 REQUIRED_PATHS = ("/app", "/input", "/output", "/app/predict.py")  # main.py 39
 SESSION = "ses_1"
 SUBJECT_PREFIX = "sub_"
@@ -519,7 +522,9 @@ def run_subject(runner: Runner, args, task: int, subject_dir: Path, output_dir: 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", type=int, choices=(1, 2, 3), required=True)
+    parser.add_argument("--edition", choices=tuple(EDITIONS), default=DEFAULT_EDITION,
+                        help=f"challenge edition (default {DEFAULT_EDITION}); the validator reproduced here is FOMO25's")
+    parser.add_argument("--task", type=int, required=True, help="task number in the edition (FOMO25: 1, 2, 3)")
     runner = parser.add_mutually_exclusive_group(required=True)
     runner.add_argument("--image", help="Apptainer image (.sif): checked as the validator does")
     runner.add_argument("--docker", help="Docker image name (docker run; not what the validator runs)")
@@ -586,6 +591,14 @@ def report(environment, cases: list[CaseRun], output_problems: list[str], task: 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        rule = challenge_task(args.edition, args.task)
+    except ValueError as error:
+        parser.error(str(error))
+    if (rule.edition, rule.number) not in VALIDATED:
+        parser.error(f"{rule.name} ({rule.title}): this check reproduces the FOMO25 validator "
+                     "(fomo25/container-validator main.py) only; FOMO26 containers are checked by the organisers' "
+                     "fomo26/container_templates container_validator (validate.py @ d442af2)")
     if args.direct and not args.model:
         parser.error("--direct needs --model MODEL_DIR")
     if args.predict_args is not None and not args.direct:
