@@ -12,6 +12,7 @@ CONSOLE_SCRIPTS = [
     "fomo_nn_show_augmentations = fomo_nn.cli.show_augmentations:main",
     "fomo_nn_train = fomo_nn.cli.train:main",
     "fomo_nn_export_encoder = fomo_nn.cli.export_encoder:main",
+    "fomo_nn_export_nnunet = fomo_nn.cli.export_nnunet:main",
     "fomo_nn_predict = fomo_nn.cli.predict:main",
     "fomo_nn_evaluate = fomo_nn.cli.evaluate:main",
     "fomo_nn_rank = fomo_nn.cli.rank:main",
@@ -42,6 +43,6 @@ setup(
         "gardening-tools>=0.3.5,<0.4",
     ],
     # surface-distance: DeepMind's NSD, the reference tests/test_evaluation_surfaces.py checks ours against
-    extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1"]},
+    extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1", "nnunetv2==2.8.1"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )
