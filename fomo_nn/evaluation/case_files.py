@@ -5,8 +5,8 @@ Accepted, for a folder ROOT (case ids must match between reference and predictio
 - nnU-Net raw dataset: ROOT/labelsTr (or labelsTs) is used when ROOT holds exactly one of them.
 - flat: ROOT/CASE.nii.gz (any mask ending) or ROOT/CASE.txt -> case CASE. This is also what
   fomo_nn_predict and the FOMO25 containers write.
-- FOMO labels: ROOT/sub_X/ses_1/seg.nii.gz or ROOT/sub_X/seg.nii.gz (label.txt for scalars)
-  -> case sub_X. A subject with labels in several sessions gives cases sub_X_ses_N.
+- FOMO labels: ROOT/sub_X/ses_1/seg.nii.gz or ROOT/sub_X/seg.nii.gz (label.txt for scalars; FOMO26:
+  sub-XX/ses-01/ and labels.txt, asparagus_preprocessing @ fce45b3) -> case sub_X. A subject with labels in several sessions gives cases sub_X_ses_N.
 - scalars only: a CSV file (ROOT itself, or ROOT/predictions.csv, or the one *.csv in ROOT) with
   columns `case_id,value` or two unnamed columns. Classification predictions prefer two prob_<class>
   columns (fomo_nn_predict writes the predicted class in `value` and the probabilities there).
@@ -24,7 +24,7 @@ from fomo_nn.io.number_file import parse_number, read_number_file
 
 MASK_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 FOMO_MASK_STEM = "seg"
-FOMO_TARGET_NAME = "label.txt"
+FOMO_TARGET_NAMES = ("label.txt", "labels.txt")  # FOMO25 and FOMO26 tasks 1; FOMO26 tasks 3 and 5
 PREDICTIONS_CSV = "predictions.csv"
 PROBABILITY_SUFFIX = "_probabilities"
 
@@ -200,11 +200,11 @@ def find_scalars(path: str | Path, probability_column: int | None = None) -> dic
         _add_case(flat, file.stem, ScalarEntry(read_number_txt(file), str(file)), file)
     if flat:
         return flat
-    nested = _nested_files(root, lambda name: name == FOMO_TARGET_NAME)
+    nested = _nested_files(root, lambda name: name in FOMO_TARGET_NAMES)
     if nested:
         return {case_id: ScalarEntry(read_number_txt(file), str(file)) for case_id, file in nested.items()}
     csv_file = _csv_in(root)
     if csv_file is None:
         raise BadInputError(root, "no per-case values found: expected CASE.txt files, "
-                                  "sub_X/[ses_1/]label.txt, or a CSV with columns case_id,value")
+                                  "sub_X/[ses_1/]label.txt (or labels.txt), or a CSV with columns case_id,value")
     return read_scalar_csv(csv_file, probability_column)

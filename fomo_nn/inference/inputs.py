@@ -3,8 +3,9 @@
 Two layouts are accepted:
 - raw (nnU-Net) layout: `IN/CASE_0000.nii.gz`, `IN/CASE_0001.nii.gz`, ... (channel index = model channel);
 - FOMO task layout: `IN/sub_X/ses_1/<sequence>.nii.gz` (or `IN/preprocessed/sub_X/...`, or no session
-  level), where each model channel is found by its sequence name with the FOMO25 rules
-  (fomo_nn.fomo25: `swi_or_t2s` takes `swi`, else `t2s`).
+  level; FOMO26's `sub-XX/ses-01/` alike), where each model channel is found by its sequence name with
+  the challenges' rules (fomo_nn.challenges.sequences: `swi_or_t2s` takes `swi`, else `t2s`; channel `t1`
+  reads FOMO25's t1 or FOMO26's t1w, `t2` FOMO25's t2 or FOMO26's t2w).
 A case whose files cannot be found carries a BadInputError instead of failing the whole run.
 """
 from __future__ import annotations
