@@ -28,8 +28,13 @@ opened (Python `open` audit events under the work folder) and directory listings
 log(CPU time) and log(memory growth) against log(scans) per step; above 1.15 is flagged super-linear.
 All of it runs from the page cache: on a network file system every listing, stat and open costs more.
 
+With `--layout fomo300k` the corpus is a FOMO300K-layout tree instead (fomo300k_tree.py: 36 sources in
+FOMO300K's proportions, OpenNeuro `ds*` folders, BIDS names, one session in 8 zipped, the three metadata
+tables) and convert is `fomo_nn_convert fomo300k` (zips extracted with -np workers, tables joined).
+
     python benchmarks/bench_corpus_scale.py                       # 6000 20000 60529 scans, -np 2
     python benchmarks/bench_corpus_scale.py --sizes 2000 6000 -np 2 --json out.json
+    python benchmarks/bench_corpus_scale.py --layout fomo300k --sizes 20000 60529 306207 --json scale300k.json
 """
 from __future__ import annotations
 
@@ -54,11 +59,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_fomo60k_convert import build_tree  # noqa: E402
+from fomo300k_tree import build_fomo300k_tree  # noqa: E402
 
 RANKS = 8
 SLOPE_LIMIT = 1.15
 WORKER_STEPS = ("fingerprint", "preprocess_shard")  # the steps that run worker processes (-np)
-DATASET = "Dataset001_FOMO60K"
+DATASETS = {"fomo60k": "Dataset001_FOMO60K", "fomo300k": "Dataset001_FOMO300K"}
 
 
 # ------------------------------------------------------------------ measuring one step in its own process
@@ -120,6 +126,7 @@ def _import_everything() -> None:
     """Every module a step uses, imported before its clock starts (torch alone is ~200 MB of RSS), so
     a step's time and memory growth are its own work."""
     import dataset_conversion.fomo60k  # noqa: F401
+    import dataset_conversion.fomo300k  # noqa: F401
     import fomo_nn.planning.steps  # noqa: F401
     import fomo_nn.preprocessing.runner  # noqa: F401
     import fomo_nn.training.data.loader  # noqa: F401
@@ -184,7 +191,8 @@ def run_step(name: str, context: dict) -> dict:
 # ------------------------------------------------------------------ the steps
 
 def _folders(context: dict) -> tuple[Path, Path]:
-    return Path(context["raw_root"]) / DATASET, Path(context["preprocessed_root"]) / DATASET
+    dataset = DATASETS[context["layout"]]
+    return Path(context["raw_root"]) / dataset, Path(context["preprocessed_root"]) / dataset
 
 
 def _plans(context: dict):
@@ -194,6 +202,13 @@ def _plans(context: dict):
 
 
 def step_convert(context: dict, _prepared) -> dict:
+    if context["layout"] == "fomo300k":
+        from dataset_conversion.fomo300k import convert_fomo300k
+
+        report = convert_fomo300k(context["corpus"], dataset=1, num_processes=context["workers"], progress=False)
+        assert report.converted == context["scans"] and not report.bad, report.summary()
+        return {"note": f"{context['zipped']} zipped sessions extracted (-np {context['workers']}), 3 tables joined, "
+                        "no image opened"}
     from dataset_conversion.fomo60k import convert_fomo60k
 
     report = convert_fomo60k(context["corpus"], dataset=1, progress=False)
@@ -392,11 +407,15 @@ def bench_size(scans: int, args, workdir: Path) -> list[dict]:
     root = workdir / f"scans_{scans}"
     context = {"workdir": str(workdir), "corpus": str(root / "corpus"), "raw_root": str(root / "raw"),
                "preprocessed_root": str(root / "preprocessed"), "results_root": str(root / "results"),
-               "scans": scans, "workers": args.num_workers, "shards": max(2, round(scans / args.shard_size))}
+               "scans": scans, "workers": args.num_workers, "shards": max(2, round(scans / args.shard_size)),
+               "layout": args.layout}
     started = time.perf_counter()
-    written, subjects, sessions = build_tree(Path(context["corpus"]), scans)
+    if args.layout == "fomo300k":
+        written, subjects, sessions, context["zipped"] = build_fomo300k_tree(Path(context["corpus"]), scans)
+    else:
+        written, subjects, sessions = build_tree(Path(context["corpus"]), scans)
     context["subjects"] = subjects
-    print(f"\n{scans} scans: {subjects} subjects, {sessions} sessions, tree built in "
+    print(f"\n{scans} scans ({args.layout} layout): {subjects} subjects, {sessions} sessions, tree built in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     results = []
 
@@ -488,6 +507,8 @@ def default_workdir() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[6000, 20000, 60529], help="scans per corpus")
+    parser.add_argument("--layout", choices=tuple(DATASETS), default="fomo60k",
+                        help="corpus layout and converter: fomo60k (default) or fomo300k (zips, tables)")
     parser.add_argument("-np", "--num-workers", type=int, default=2, help="worker processes of the parallel steps")
     parser.add_argument("--shard-size", type=int, default=1000, help="cases per preprocessing shard")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (printed)")
