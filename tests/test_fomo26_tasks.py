@@ -125,3 +125,29 @@ def test_fomo26_task_converts_trains_predicts_and_evaluates(folders, number, cap
             probabilities = np.asarray(nib.load(str(output / f"{case}_probabilities.nii.gz")).dataobj)
             assert probabilities.shape == (*image.shape, 3)  # background, nerve, vessel in the input grid
             assert np.array_equal(mask, np.argmax(probabilities, axis=-1))
+
+
+def test_fomo26_conversion_refuses_what_the_task_does_not_allow(folders, capsys):
+    """A task-4 label outside {0, 1, 2} and a missing labels.txt are named and their cases left out; the
+    probe tasks have nothing to convert; a FOMO25 task number that FOMO26 lacks is refused."""
+    source = write_task(folders / "src", 4)
+    bad = source / "labels" / "sub-02" / "ses-01" / "seg.nii.gz"
+    image = nib.load(str(bad))
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj) * 2, image.affine), str(bad))  # labels 2 and 4
+    assert convert_main(["fomo-task", str(source), "--edition", "fomo26", "--task", "4", "-d", "70",
+                         "--no-progress", "-np", "1"]) == 1
+    error = capsys.readouterr().err
+    assert str(bad) in error and "4" in error
+    raw = next((folders / "raw").glob("Dataset070_*"))
+    assert sorted(p.name for p in (raw / "labelsTr").iterdir()) == [f"sub-{i:02d}.nii.gz" for i in (1, 3, 4, 5)]
+
+    age = write_task(folders / "src", 3)
+    (age / "labels" / "sub-03" / "ses-01" / "labels.txt").unlink()
+    assert convert_main(["fomo-task", str(age), "--edition", "fomo26", "--task", "3", "-d", "71",
+                         "--no-progress", "-np", "1"]) == 1
+    assert "labels/sub-03/ses-01/labels.txt: label is missing" in capsys.readouterr().err
+    assert convert_main(["fomo-task", str(age), "--edition", "fomo26", "--task", "6", "-d", "72",
+                         "--no-progress"]) == 2
+    assert "FOMO26 task 6 (linear probing) has no finetuning data" in capsys.readouterr().err
+    assert convert_main(["fomo-task", str(age), "--task", "4", "-d", "73", "--no-progress"]) == 2
+    assert "fomo25 has no task 4" in capsys.readouterr().err
