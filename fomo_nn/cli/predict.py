@@ -1,7 +1,8 @@
-"""fomo_nn_predict: apply a trained model to new scans (folder mode) or to one case (FOMO25 challenge mode).
+"""fomo_nn_predict: apply a trained model to new scans (folder mode) or to one case (challenge mode).
 
 Folder mode:    fomo_nn_predict -i IN -o OUT (-d DATASET [-tr TRAINER] [-p PLANS] [--tag TAG] | -m MODEL_DIR) [-f 0 1 ...]
-Challenge mode: fomo_nn_predict --task {1,2,3} -m MODEL_DIR --flair F ... --output OUT
+Challenge mode: fomo_nn_predict [--edition fomo25|fomo26] --task N -m MODEL_DIR --flair F ... --output OUT
+                (the edition's container flags: FOMO25 --dwi_b1000, FOMO26 --dwi, --t1, --t2; fomo_nn.challenges)
 """
 from __future__ import annotations
 
