@@ -230,7 +230,7 @@ def test_export_encoder_round_trip(finished_runs, tmp_path, capsys):
     assert "method vae" in capsys.readouterr().out
     save_checkpoint({"network": full["network"]}, tmp_path / "no_record.pth")
     assert export_main([str(tmp_path / "no_record.pth"), str(tmp_path / "x.pth")]) == 2
-    with pytest.raises(BadInputError, match="no adaptation record"):
+    with pytest.raises(BadInputError, match="unknown checkpoint format"):
         export_encoder(tmp_path / "no_record.pth", tmp_path / "x.pth")
 
 

@@ -8,13 +8,16 @@ expect, and where they came from.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from fomo_nn.networks import build_encoder
 from fomo_nn.networks.adaptation import AdaptationRecord
-from fomo_nn.networks.encoders import ENCODER_PREFIX
+from fomo_nn.networks.encoders import ENCODER_PREFIX, stem_weight_keys
 from fomo_nn.networks.weights import strip_wrapper_prefixes
 from fomo_nn.plans.records import NetworkPlan, NormalizationPlan, Plans
 
@@ -61,7 +64,23 @@ def encoder_part(state_dict: dict) -> dict[str, torch.Tensor]:
             if k.startswith(ENCODER_PREFIX) and isinstance(v, torch.Tensor)}
 
 
-def stem_channels(encoder: dict[str, torch.Tensor]) -> int | None:
-    """Input channels of the first convolution weight (state-dict order puts the stem first), None if none."""
-    stem = next((v for v in encoder.values() if v.dim() == 5), None)
-    return int(stem.shape[1]) if stem is not None else None
+def stem_channels(encoder: dict[str, torch.Tensor], network: NetworkPlan) -> int | None:
+    """Input channels of the stem convolution's weight in `encoder` (None: the file lacks it).
+
+    The stem's key comes from the family's own encoder (its first Conv3d, built on the meta device: no
+    memory), not from the file's key order: safetensors files, for one, store keys sorted.
+    """
+    with torch.device("meta"):
+        holder = _EncoderHolder(build_encoder(dataclasses.replace(network, input_channels=1), 1))
+    for key in stem_weight_keys(holder):
+        if key in encoder and encoder[key].dim() == 5:
+            return int(encoder[key].shape[1])
+    return None
+
+
+class _EncoderHolder(nn.Module):
+    """Gives a bare encoder the "encoder." key prefix of fomo_nn's state dicts."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder

@@ -52,8 +52,9 @@ def fomo_nn_record(contents: dict, path: Path, weights: dict, format_name: str, 
     network = (adaptation.network_plan if adaptation else None) or (plans.network if plans else None)
     if network is None:
         raise BadInputError(path, "holds neither plans nor an adaptation record: the encoder's topology is unknown")
-    channels = stem_channels(encoder) or 1
-    network = dataclasses.replace(as_network_plan(network), input_channels=channels)
+    network = as_network_plan(network)
+    channels = stem_channels(encoder, network) or int(network.input_channels)
+    network = dataclasses.replace(network, input_channels=channels)
     patch = (list(adaptation.recommended_patch_size) if adaptation and adaptation.recommended_patch_size
              else list(plans.patch_size) if plans else None)
     preprocessing = ExpectedPreprocessing(

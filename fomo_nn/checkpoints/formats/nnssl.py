@@ -15,9 +15,17 @@ and `ResidualEncoderUNet` -> "residual" (DNA ResidualEncoder: its stem `encoder.
 fomo_nn builds those encoders with Conv3d + affine InstanceNorm3d (eps 1e-5) + LeakyReLU(0.01) + conv
 bias, so arch_kwargs asking for anything else are refused. Primus (transformer) checkpoints are refused:
 fomo_nn has no transformer family yet.
+
+Writing (`nnssl_checkpoint`, `adaptation_plan_of`): fomo_nn plain_conv/residual encoders as nnssl lays out a
+checkpoint, loadable the way nnU-Net master's PretrainedTrainer.load_pretrained_weights does
+(MIC-DKFZ/nnUNet @ 0e49508: build `cls(input_channels, num_classes, **arch_kwargs)` after locating the
+classes named in arch_kwargs_requiring_import, take the keys under key_to_encoder / key_to_stem, load each
+submodule strictly).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -143,10 +151,10 @@ def convert(contents: dict, path: Path) -> CheckpointRecord:
         config_name, configuration = next(iter(configurations.items()))
     except (KeyError, TypeError, ValueError, StopIteration) as error:
         raise BadInputError(path, f"nnssl_adaptation_plan is incomplete ({type(error).__name__}: {error})") from None
+    network = network_of(architecture, channels, path)  # refuses Primus by name first
     if plan.get("key_to_lpe"):
-        raise BadInputError(path, f"nnssl checkpoint with a learned positional embedding ({plan['key_to_lpe']}) is a "
-                                  "transformer (Primus): not supported yet")
-    network = network_of(architecture, channels, path)
+        raise BadInputError(path, f"nnssl checkpoint with a learned positional embedding ({plan['key_to_lpe']}): a "
+                                  "transformer (Primus); such checkpoints are not supported yet")
     weights = strip_wrapper_prefixes(contents[WEIGHTS])
     if not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise BadInputError(path, f"{WEIGHTS} is not a state dict of tensors")
@@ -155,7 +163,7 @@ def convert(contents: dict, path: Path) -> CheckpointRecord:
     if not encoder or outside:
         raise BadInputError(path, f"encoder weights do not sit under key_to_encoder {key_to_encoder!r} / key_to_stem "
                                   f"{key_to_stem!r} (found {len(encoder)} 'encoder.*' keys, outside: {outside[:5]})")
-    found_channels = stem_channels(encoder)
+    found_channels = stem_channels(encoder, network)
     if found_channels != channels:
         raise BadInputError(path, f"pretrain_num_input_channels is {channels} but the stem takes {found_channels}")
     pretrain_plan = plan["pretrain_plan"]
@@ -171,7 +179,7 @@ def convert(contents: dict, path: Path) -> CheckpointRecord:
     provenance = {"framework": "nnssl", "trainer": contents.get("trainer_name"),
                   "epoch": contents.get("current_epoch"), "architecture": _short(architecture.get("arch_class_name")),
                   "source_dataset": pretrain_plan.get("dataset_name"), "configuration": config_name,
-                  "pretraining_patch_size": configuration.get("patch_size"),
+                  "pretraining_patch_size": configuration.get("patch_size"), "image_reader_writer": reader or None,
                   "citations": contents.get("citations") if isinstance(contents.get("citations"), list) else None}
     return CheckpointRecord(path=path, format=NAME, encoder=encoder, network=network, preprocessing=preprocessing,
                             provenance=provenance)
@@ -181,3 +189,96 @@ FORMAT = CheckpointFormat(
     name=NAME,
     description="nnssl checkpoint_final.pth (network_weights + nnssl_adaptation_plan; OpenMind/SSL3D ResEnc-L)",
     detect=detect, convert=convert)
+
+
+# ---------------------------------------------------------------- writing (fomo_nn_export_encoder --format nnssl)
+# DNA class per family, in the short form nnssl's AdaptationPlan uses; nnU-Net master's PretrainedTrainer finds it
+# (get_network_from_plans: pydoc.locate, then a search of dynamic_network_architectures.architectures)
+CLASS_OF_FAMILY = {"residual": "ResidualEncoderUNet", "plain_conv": "PlainConvUNet"}
+# what DNA's ResidualEncoderUNet / PlainConvUNet set as key_to_encoder, key_to_stem, keys_to_in_proj
+# (dynamic-network-architectures 0.4.x architectures/unet.py)
+KEYS_OF_FAMILY = {
+    "residual": ("encoder.stages", "encoder.stem", ["encoder.stem.convs.0.conv", "encoder.stem.convs.0.all_modules.0"]),
+    "plain_conv": ("encoder.stages", "encoder.stages.0",
+                   ["encoder.stages.0.0.convs.0.all_modules.0", "encoder.stages.0.0.convs.0.conv"]),
+}
+IMPORTED_KWARGS = ["conv_op", "norm_op", "dropout_op", "nonlin"]
+# fomo_nn scheme -> (nnssl scheme, use_mask_for_norm); zscore_foreground is nnssl's masked z-score plus the
+# percentile clip fomo_nn adds (exact at clip_percentiles [0, 100])
+SCHEME_TO_NNSSL = {"zscore_volume": (ZSCORE, False), "zscore_foreground": (ZSCORE, True)}
+
+
+def arch_kwargs_of(network: NetworkPlan) -> dict:
+    """DNA constructor kwargs (serialized as nnssl/nnU-Net plans do) that rebuild fomo_nn's encoder exactly."""
+    blocks_key = "n_blocks_per_stage" if network.encoder == "residual" else "n_conv_per_stage"
+    return {"n_stages": network.num_stages, "features_per_stage": [int(f) for f in network.features_per_stage],
+            "conv_op": "torch.nn.modules.conv.Conv3d", "kernel_sizes": [list(map(int, k)) for k in network.kernel_sizes],
+            "strides": [list(map(int, s)) for s in network.strides],
+            blocks_key: [int(b) for b in network.n_conv_per_stage],
+            "n_conv_per_stage_decoder": [int(n) for n in network.n_conv_per_stage_decoder], "conv_bias": True,
+            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+            "nonlin_kwargs": {"negative_slope": 0.01, "inplace": True}}
+
+
+def adaptation_plan_of(record: CheckpointRecord) -> dict:
+    """The `nnssl_adaptation_plan` (AdaptationPlan.serialize() layout) describing a record's encoder."""
+    network, pre = record.network, record.preprocessing
+    if network.encoder not in CLASS_OF_FAMILY:
+        raise BadInputError(record.path, f"a {network.encoder!r} encoder has no nnssl / DNA U-Net equivalent (nnssl "
+                                         f"export covers {', '.join(CLASS_OF_FAMILY)})")
+    if pre.spacing is None or pre.patch_size is None or not pre.normalization:
+        raise BadInputError(record.path, "records no spacing, patch or normalization: an nnssl adaptation plan needs all")
+    unknown = sorted({n.scheme for n in pre.normalization} - set(SCHEME_TO_NNSSL))
+    if unknown:
+        raise BadInputError(record.path, f"normalization {unknown} has no nnssl scheme (nnssl expresses "
+                                         f"{', '.join(SCHEME_TO_NNSSL)} as {ZSCORE})")
+    key_to_encoder, key_to_stem, in_proj = KEYS_OF_FAMILY[network.encoder]
+    configuration = {
+        "data_identifier": "fomo_nn", "preprocessor_name": "DefaultPreprocessor", "spacing_style": "median",
+        "normalization_schemes": [SCHEME_TO_NNSSL[n.scheme][0] for n in pre.normalization],
+        "use_mask_for_norm": [SCHEME_TO_NNSSL[n.scheme][1] for n in pre.normalization],
+        "resampling_fn_data": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_mask": "resample_data_or_seg_to_shape",
+        "resampling_fn_mask_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+        "spacing": [float(s) for s in pre.spacing], "patch_size": [int(p) for p in pre.patch_size]}
+    source = record.plans.dataset_name if record.plans else str(record.provenance.get("source_dataset") or "unknown")
+    return {
+        "architecture_plans": {"arch_class_name": CLASS_OF_FAMILY[network.encoder], "arch_kwargs": arch_kwargs_of(network),
+                               "arch_kwargs_requiring_import": list(IMPORTED_KWARGS)},
+        "pretrain_plan": {"dataset_name": source, "plans_name": "fomo_nnPlans",
+                          "original_median_spacing_after_transp": [float(s) for s in pre.spacing],
+                          "image_reader_writer": record.provenance.get("image_reader_writer") or "NibabelIOWithReorient",
+                          "transpose_forward": [0, 1, 2],
+                          "transpose_backward": [0, 1, 2], "configurations": {"fomo_nn": configuration},
+                          "experiment_planner_used": "fomo_nn"},
+        "pretrain_num_input_channels": int(pre.channels),
+        "recommended_downstream_patchsize": [int(p) for p in pre.patch_size],
+        "key_to_encoder": key_to_encoder, "key_to_stem": key_to_stem, "keys_to_in_proj": list(in_proj),
+        "key_to_lpe": None}
+
+
+def nnssl_checkpoint(record: CheckpointRecord) -> dict:
+    """A checkpoint_final.pth dict as nnssl lays it out (encoder weights only; loadable with weights_only=True).
+
+    `network_weights` holds the DNA U-Net's `encoder.*` keys (what nnU-Net's PretrainedTrainer loads: the
+    keys under key_to_encoder and key_to_stem); the decoder is not part of an encoder export. fomo_nn's own
+    preprocessing (exact normalization clip percentiles, provenance) rides along under `fomo_nn`.
+    """
+    plan = adaptation_plan_of(record)
+    return {WEIGHTS: {k: v.detach().clone().contiguous() for k, v in record.encoder.items()}, PLAN: plan,
+            "trainer_name": (record.provenance.get("trainer") if record.provenance.get("framework") == NAME
+                             else f"fomo_nn:{record.provenance.get('method') or record.format}"),
+            "current_epoch": record.provenance.get("epoch"),
+            "fomo_nn": {"format": record.format, "source_checkpoint": str(record.path),
+                        "normalization": [dataclasses.asdict(n) for n in record.preprocessing.normalization],
+                        "provenance": _jsonable(record.provenance)}}
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)

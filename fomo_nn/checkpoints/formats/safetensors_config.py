@@ -23,6 +23,7 @@ from fomo_nn.checkpoints.loading import METADATA, SAFETENSORS_SUFFIX, STATE_DICT
 from fomo_nn.checkpoints.record import CheckpointRecord
 from fomo_nn.checkpoints.training_state import ENCODER, FORMAT as FORMAT_KEY
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import write_atomically, write_json_atomic
 
 NAME = "safetensors_config"
 CONFIG_FILE = "config.json"
@@ -72,3 +73,26 @@ def convert(contents: dict, path: Path) -> CheckpointRecord:
 
 FORMAT = CheckpointFormat(name=NAME, description="model.safetensors + config.json (Hugging Face model repo layout)",
                           detect=detect, convert=convert)
+
+
+# ---------------------------------------------------------------- writing (fomo_nn_export_encoder --format safetensors)
+def write_safetensors(record: CheckpointRecord, out: Path) -> tuple[Path, Path]:
+    """`out` (encoder tensors, fomo_nn's names) and the config.json beside it, each written atomically.
+
+    The config is fomo_nn's export record when the encoder has one (a fomo_nn pretraining run), otherwise
+    the nnssl adaptation plan that describes it (any plain_conv/residual encoder).
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    if out.suffix != SAFETENSORS_SUFFIX:
+        raise BadInputError(out, f"a safetensors export is written to a {SAFETENSORS_SUFFIX} file (e.g. model.safetensors)")
+    if record.adaptation is not None:
+        config = {FORMAT_KEY: fomo_nn_encoder.NAME, "format_version": 1, "adaptation": record.adaptation.to_dict(),
+                  "plans": record.plans.to_json() if record.plans else record.adaptation.plans}
+    else:
+        config = nnssl.adaptation_plan_of(record)
+    tensors = {k: v.detach().clone().contiguous() for k, v in record.encoder.items()}  # DNA aliases share storage
+    metadata = {"format": str(config.get(FORMAT_KEY, nnssl.NAME)), "source": "fomo_nn_export_encoder"}
+    write_atomically(out, lambda temp: save_file(tensors, str(temp), metadata=metadata), ".safetensors.part")
+    return out, write_json_atomic(out.with_name(CONFIG_FILE), config)
