@@ -4,7 +4,7 @@ fomo_nn_predict predicts (same logits, same mask) on a case whose voxel axes are
 The model is a tiny U-Net trained for 2 epochs on cases made by fomo_nn's own preprocessing of raw scans
 with a bright learnable blob, so its masks are not empty. nnU-Net runs in-process (nnUNetPredictor, the
 code `nnUNetv2_predict` calls; its sequential path, no worker processes); one test also runs the
-`nnUNetv2_predict_from_modelfolder` console script.
+`nnUNetv2_predict` console script on the export placed in $nnUNet_results.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def trained_model(tmp_path_factory) -> Path:
     """fomo_nn_results/Dataset900_Tiny/segmentation__fomo_nnPlans__3d_fullres with fold_0 (2 epochs)."""
     root = tmp_path_factory.mktemp("nnunet_export")
-    plans = tiny_plans("segmentation", [CHANNEL], epochs=2, iterations_per_epoch=25, validation_iterations=1,
+    plans = tiny_plans("segmentation", [CHANNEL], epochs=2, iterations_per_epoch=15, validation_iterations=1,
                        learning_rate=1e-2)
     data = root / "preprocessed" / plans.dataset_name
     for index in range(6):  # raw scans through fomo_nn's preprocessing, in several orientations
@@ -101,6 +101,11 @@ def test_case(tmp_path_factory) -> Path:
     write_nifti(folder / "in" / "case_0000.nii.gz", image, SLA)
     np.save(folder / "blob.npy", blob)
     return folder
+
+
+@pytest.fixture(scope="module")
+def fomo_nn_output(trained_model, test_case, tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
+    return fomo_nn_prediction(trained_model, test_case, tmp_path_factory.mktemp("fomo_nn_out") / "out")
 
 
 @pytest.fixture()
@@ -188,9 +193,9 @@ def test_exported_folder_is_what_nnunet_reads_and_loads_safely(trained_model, tm
         assert float((network(x) - ours(x)).abs().max()) <= 1e-5
 
 
-def test_nnunet_predicts_the_fomo_nn_mask_on_a_non_ras_case(trained_model, test_case, nnunet_env):
+def test_nnunet_predicts_the_fomo_nn_mask_on_a_non_ras_case(trained_model, test_case, fomo_nn_output, nnunet_env):
     export_nnunet_model(trained_model, nnunet_env / "nnunet")
-    ours_mask, ours_probabilities = fomo_nn_prediction(trained_model, test_case, nnunet_env / "fomo_nn_out")
+    ours_mask, ours_probabilities = fomo_nn_output
     theirs_mask, theirs_probabilities = nnunet_prediction(nnunet_env / "nnunet", test_case, nnunet_env / "nnunet_out")
     assert ours_mask.shape == theirs_mask.shape == TEST_SHAPE
     # the 2-epoch model finds the blob (so the comparison means something, and the SLA geometry is right)
@@ -239,6 +244,17 @@ def test_refusals_name_the_model_folder_and_write_nothing(trained_model, tmp_pat
         export_nnunet_model(baseline, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
+    maxpool = tiny_plans("segmentation", ["flair"])
+    maxpool = maxpool.replace(network=dataclasses.replace(
+        maxpool.network, encoder="maxpool_unet", features_per_stage=[4, 8, 16, 32, 64], kernel_sizes=[[3, 3, 3]] * 5,
+        strides=[[1, 1, 1]] + [[2, 2, 2]] * 4, n_conv_per_stage=[2] * 5, n_conv_per_stage_decoder=[1] * 4))
+    yucca = tmp_path / "maxpool" / "segmentation__fomo_nnPlans__3d_fullres"
+    save_checkpoint({"network": build_finetuning_network(maxpool).state_dict(), "plans": maxpool.to_json(),
+                     "trainer": "segmentation", "fold": "0", "extra": {}}, yucca / "fold_0" / "checkpoint_final.pth")
+    with pytest.raises(BadInputError, match="family 'maxpool_unet' has no nnU-Net U-Net") as refused:
+        export_nnunet_model(yucca, tmp_path / "out")
+    assert str(yucca) in str(refused.value) and not (tmp_path / "out").exists()
+
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("x")
     assert export_main([str(trained_model), str(tmp_path / "taken")]) == 2
@@ -247,16 +263,60 @@ def test_refusals_name_the_model_folder_and_write_nothing(trained_model, tmp_pat
     assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["dataset.json", "fold_0", "plans.json"]
 
 
-def test_nnunet_console_script_runs_the_export(trained_model, test_case, nnunet_env):
-    script = Path(sys.executable).parent / "nnUNetv2_predict_from_modelfolder"
+def test_nnunet_v2_predict_runs_the_export_from_nnunet_results(trained_model, fomo_nn_output, test_case, nnunet_env,
+                                                                capsys):
+    """The user's path: fomo_nn_export_nnunet into $nnUNet_results/<dataset>/<the folder name it prints>, then
+    the `nnUNetv2_predict` console script (a subprocess, CPU)."""
+    script = Path(sys.executable).parent / "nnUNetv2_predict"
     if not script.is_file():
         pytest.skip("nnunetv2's console scripts are not installed beside this Python")
-    export_nnunet_model(trained_model, nnunet_env / "nnunet")
-    ours_mask, _ = fomo_nn_prediction(trained_model, test_case, nnunet_env / "fomo_nn_out")
+    target = nnunet_env / "nnUNet_results" / "Dataset900_Tiny" / "nnUNetTrainer__fomo_nnPlans__3d_fullres"
+    assert export_main([str(trained_model), str(target)]) == 0
+    assert f"Dataset900_Tiny/{target.name}" in capsys.readouterr().out
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([str(script), "-i", str(test_case / "in"), "-o", str(nnunet_env / "cli_out"),
-                             "-m", str(nnunet_env / "nnunet"), "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([str(script), "-i", str(test_case / "in"), "-o", str(nnunet_env / "cli_out"), "-d", "900",
+                             "-c", "3d_fullres", "-p", "fomo_nnPlans", "-f", "0", "-device", "cpu",
+                             "-npp", "1", "-nps", "1"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    theirs_mask = np.asarray(nib.load(str(nnunet_env / "cli_out" / "case.nii.gz")).dataobj)
-    assert dice(ours_mask > 0, theirs_mask > 0) >= 0.99
+    mask = nib.load(str(nnunet_env / "cli_out" / "case.nii.gz"))
+    np.testing.assert_allclose(mask.affine, SLA, atol=1e-5)
+    assert dice(fomo_nn_output[0] > 0, np.asarray(mask.dataobj) > 0) >= 0.99
+
+
+def test_residual_two_channel_two_fold_model_loads_in_nnunet_with_the_same_logits(tmp_path, nnunet_env):
+    """ResidualEncoderUNet family, stem-expanded 2-channel input, deep supervision on, folds 0 and 3 (random
+    weights, a different seed per fold): nnU-Net's predictor loads both and each fold gives fomo_nn's logits."""
+    from fomo_nn.networks import build_finetuning_network
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    plans = tiny_plans("segmentation", ["flair", "t2"])
+    plans = plans.replace(network=dataclasses.replace(plans.network, encoder="residual", n_conv_per_stage=[1, 2, 2]),
+                          method={"deep_supervision": True}, labels={"bg": 0, "lesion": 1, "edema": 2})
+    model = tmp_path / "results" / plans.dataset_name / "segmentation__fomo_nnPlans__3d_fullres"
+    for fold in (0, 3):
+        torch.manual_seed(fold)
+        network = build_finetuning_network(plans)
+        with torch.no_grad():  # nnU-Net's init zeroes the last norm of each residual block: make every weight count
+            for parameter in network.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        save_checkpoint({"network": network.state_dict(), "plans": plans.to_json(), "trainer": "segmentation",
+                         "fold": str(fold), "extra": {}}, model / f"fold_{fold}" / "checkpoint_final.pth")
+    export = export_nnunet_model(model, tmp_path / "nnunet")
+    assert export.architecture == "ResidualEncoderUNet" and export.folds == ["0", "3"]
+    dataset = json.loads((tmp_path / "nnunet" / "dataset.json").read_text())
+    assert dataset["labels"] == {"background": 0, "lesion": 1, "edema": 2}
+    assert dataset["channel_names"] == {"0": "flair", "1": "t2"}
+
+    predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(tmp_path / "nnunet"), use_folds=(0, 3))
+    assert type(predictor.network).__name__ == "ResidualEncoderUNet"
+    x = torch.randn(1, 2, 32, 32, 32, generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for fold, weights in zip(load_ensemble(model).folds, predictor.list_of_parameters):
+        predictor.network.load_state_dict(weights)
+        predictor.network.eval()
+        with torch.no_grad(), evaluation_mode(fold.network):
+            ours, theirs = fold.network(x), predictor.network(x)
+        assert float((ours - theirs).abs().max()) <= 1e-5 * max(1.0, float(ours.abs().max()))
+        outputs.append(theirs)
+    assert float((outputs[0] - outputs[1]).abs().max()) > 1e-2  # the folds really are different networks
