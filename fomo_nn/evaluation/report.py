@@ -37,6 +37,13 @@ class Report:
     files: list[Path]
 
 
+def _named(task: str) -> str:
+    """A task's name in notes and plot files where the type does not name it: "" for FOMO25's (one task per
+    type, files as they always were), the key for FOMO26's (`fomo26_task4`)."""
+    challenge = key_challenge(task)
+    return "" if challenge is None or challenge.key_by_type else task
+
+
 def _mask_tasks(models: list[ModelResults]) -> list[str]:
     keys = dict.fromkeys(key for m in models for key in m.summaries if key_evaluation(key).masks)
     return list(keys)
@@ -65,7 +72,7 @@ def _notes(models: list[ModelResults], tasks: list[str]) -> list[str]:
                              f"had no prediction and were scored as failures ({summary.missing_policy}).")
     for task in _mask_tasks(models):
         summary = next(m.summaries[task] for m in models if task in m.summaries)
-        where = "" if task == "segmentation" else f"{task}: "
+        where = f"{_named(task)}: " if _named(task) else ""
         notes.append(f"{where}NSD tolerance: {summary.nsd_tolerance_mm} mm.")
         notes.append(f"{where}Empty mask pairs ({summary.empty_pair}): {EMPTY_PAIR_POLICIES[summary.empty_pair]}.")
     return notes
@@ -97,7 +104,7 @@ def _plots(tables: dict[str, TaskTable], names, point_values, bootstrap, order, 
     their key, e.g. dice_per_case_fomo26_task4.png) and the bootstrap places."""
     files = []
     for task, table in tables.items():
-        suffix = "" if key_challenge(task) is None or key_challenge(task).key_by_type else f"_{task}"
+        suffix = f"_{_named(task)}" if _named(task) else ""
         metric_keys = [spec.key for spec in table.evaluation.metrics]
         if "auroc" in metric_keys:
             files.append(plot_roc_curves(table, names, point_values[task]["auroc"],
