@@ -56,8 +56,8 @@ def test_a_full_disk_stops_preprocessing_and_a_rerun_resumes(tmp_path, monkeypat
         runner.preprocess_dataset(raw, preprocessed, num_workers=1, progress=False)
     assert str(error.value) == f"no space left on {folder / 'case_001.b2nd'}"
     assert len(saves) == 3  # stopped at the case it hit: not every later case failing the same way
-    assert sorted(p.name for p in folder.iterdir()) == ["_cases.index", "case_000.b2nd", "case_000.json",
-                                                        "case_000_seg.b2nd"]
+    assert sorted(p.name for p in folder.iterdir()) == ["_cases.index", "_planned.plan", "case_000.b2nd",
+                                                        "case_000.json", "case_000_seg.b2nd"]
 
     monkeypatch.setenv("fomo_nn_raw", str(tmp_path / "raw"))
     monkeypatch.setenv("fomo_nn_preprocessed", str(tmp_path / "pre"))
