@@ -142,3 +142,27 @@ def test_fomo26_task4_summary_averages_classes_per_case_and_scores_a_broken_pred
     # FOMO25's rule for the same files: the bad prediction is an error naming the file
     assert evaluate_main(["--task-type", "segmentation", "-r", str(tmp_path / "ref"), "-p", str(tmp_path / "pred"),
                           "-o", str(tmp_path / "other.json"), "--quiet"]) == 1
+
+
+def test_a_missing_classification_case_scores_the_worst_probability_in_fomo26_and_one_half_in_fomo25(tmp_path):
+    """fomo-metrics compute_auroc (classification.py @ 505d699) replaces a missing score by the worst for its
+    label; FOMO25 scores it 0.5. Labels 0 0 1 1, predictions .2 .4 .9 and none for the last positive."""
+    for index, label in enumerate((0, 0, 1, 1)):
+        folder = tmp_path / "ref" / "labels" / f"sub-0{index + 1}" / "ses-01"
+        folder.mkdir(parents=True)
+        (folder / "label.txt").write_text(f"{label}\n")
+    (tmp_path / "pred").mkdir()
+    for index, probability in enumerate((0.2, 0.4, 0.9)):
+        (tmp_path / "pred" / f"sub-0{index + 1}.txt").write_text(f"{probability}\n")
+    aurocs = {}
+    for edition_name in ("fomo26", "fomo25"):
+        output = tmp_path / f"{edition_name}.json"
+        assert evaluate_main(["--edition", edition_name, "--task", "1", "-r", str(tmp_path / "ref"),
+                              "-p", str(tmp_path / "pred"), "-o", str(output), "--quiet"]) == 0
+        summary = json.loads(output.read_text())
+        missing = next(r for r in summary["per_case"] if r["case_id"] == "sub-04")
+        aurocs[edition_name] = (summary["metrics"]["auroc"], missing["probability"])
+    # FOMO26: the missing positive at 0 sits below both negatives: it wins 0 of 2 pairs, the other positive 2 of 2
+    assert aurocs["fomo26"] == (pytest.approx(0.5), 0.0)
+    # FOMO25: at 0.5 it beats the negative at 0.2 and 0.4: 4 of 4 pairs
+    assert aurocs["fomo25"] == (pytest.approx(1.0), 0.5)

@@ -134,6 +134,8 @@ class Edition:
     # the validator refuses a mask unless its values are exactly these (None: only the range is checked)
     exact_mask_values: tuple[int, ...] | None = None
     validator: str = ""  # which validator checks the container, for messages
+    # a missing classification prediction scores the worst probability for its label (else 0.5)
+    worst_missing: bool = False
 
     def task(self, number: int) -> ChallengeTask:
         if number not in self.tasks:

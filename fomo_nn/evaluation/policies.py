@@ -18,7 +18,12 @@ Empty pair (reference and prediction masks both empty): the field disagrees, so 
 One empty mask gives 0 under all three.
 
 Missing prediction (a reference case the model gave no output for): one rule per task. None reads
-the reference, and none can beat a trivial answer the model could have submitted itself.
+the reference, and none can beat a trivial answer the model could have submitted itself. FOMO26's
+classification tasks follow the organisers instead (`worst_missing`): fomo-metrics' compute_auroc
+(classification.py @ 505d699) replaces a missing score by the worst one for the case's label, 0 for a
+positive and 1 for a negative. (Its regression functions return MAE 100 and r -100 for the whole task
+when one prediction is missing, which no per-case rule can express; FOMO26 regression keeps the rule
+below.)
 - classification: probability 0.5, the uninformative "don't know"; it ties with every other 0.5.
 - segmentation: Dice 0 and NSD 0, the worst value of both, whatever the reference holds (a missing
   case is a failure, never excluded, also under "exclude").
@@ -51,6 +56,20 @@ MISSING_PROBABILITY = 0.5
 MISSING_MASK_SCORE = 0.0
 # every evaluated task's rule, in words (its task kind's evaluation.missing_rule; fomo_nn.tasks)
 MISSING_RULES = {task: task_evaluation(task).missing_rule for task in TASKS}
+WORST_MISSING_RULES = {**MISSING_RULES, "classification": (
+    "a case without a prediction scores the worst probability for its label (0 for a positive case, 1 for a "
+    "negative), as FOMO26 scores a missing score (fomo26/fomo-metrics compute_auroc @ 505d699)")}
+
+
+def missing_rules(worst_missing: bool = False) -> dict[str, str]:
+    return dict(WORST_MISSING_RULES if worst_missing else MISSING_RULES)
+
+
+def missing_probability(label: int, worst_missing: bool = False) -> float:
+    """A missing classification case's probability: 0.5, or the worst for its label (FOMO26)."""
+    if not worst_missing:
+        return MISSING_PROBABILITY
+    return 0.0 if label else 1.0
 
 
 def check_empty_pair(policy: str) -> str:
@@ -76,10 +95,10 @@ def missing_regression_value(submitted) -> float:
     return float(submitted.mean())
 
 
-def policy_record(task: str, empty_pair: str | None = None) -> dict:
+def policy_record(task: str, empty_pair: str | None = None, worst_missing: bool = False) -> dict:
     """What summary.json stores under "policies": every task's missing-case rule and, for tasks scored
     on masks (segmentation), the empty-pair rule used."""
-    record = {"missing_case": dict(MISSING_RULES)}
+    record = {"missing_case": missing_rules(worst_missing)}
     if task_evaluation(task).masks:
         record["empty_pair"] = {"policy": check_empty_pair(empty_pair), "rule": EMPTY_PAIR_POLICIES[empty_pair]}
     return record

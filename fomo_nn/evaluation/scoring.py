@@ -23,8 +23,10 @@ from fomo_nn.challenges.edition import ChallengeTask
 from fomo_nn.evaluation.case_files import ScalarEntry, find_masks, find_scalars
 from fomo_nn.evaluation.masks import check_same_grid, read_mask
 from fomo_nn.evaluation.multiclass import class_mean, per_class_scores
-from fomo_nn.evaluation.policies import (DEFAULT_EMPTY_PAIR, MISSING_MASK_SCORE, MISSING_PROBABILITY, MISSING_RULES,
-                                         WORST_ON_FAILURE, check_empty_pair, missing_regression_value, policy_record)
+from fomo_nn.challenges.registry import edition
+from fomo_nn.evaluation.policies import (DEFAULT_EMPTY_PAIR, MISSING_MASK_SCORE, MISSING_RULES, WORST_ON_FAILURE,
+                                         check_empty_pair, missing_probability, missing_regression_value,
+                                         missing_rules, policy_record)
 from fomo_nn.evaluation.summary import EvaluationSummary
 from fomo_nn.evaluation.task_metrics import task_evaluation
 from fomo_nn.io.errors import BadInputError
@@ -68,7 +70,8 @@ def _class_labels(reference: Path, entries: dict[str, ScalarEntry], positive_cla
     return {case: int(entry.value == positive) for case, entry in entries.items()}, positive, position
 
 
-def evaluate_classification(reference, prediction, positive_class=None) -> EvaluationSummary:
+def evaluate_classification(reference, prediction, positive_class=None, worst_missing: bool = False) -> EvaluationSummary:
+    """AUROC; a missing case scores 0.5, or with `worst_missing` (FOMO26) the worst probability for its label."""
     labels, positive, position = _class_labels(Path(reference), find_scalars(reference), positive_class)
     predicted = find_scalars(prediction, probability_column=position)
     for entry in predicted.values():
@@ -76,15 +79,16 @@ def evaluate_classification(reference, prediction, positive_class=None) -> Evalu
             raise BadInputError(entry.source, f"probability {entry.value:g} is outside [0, 1]")
     cases, missing, extra = _split_cases(labels, predicted, reference, prediction)
     records = [{"case_id": case, "label": labels[case],
-                "probability": predicted[case].value if case in predicted else MISSING_PROBABILITY,
+                "probability": predicted[case].value if case in predicted else missing_probability(labels[case],
+                                                                                                   worst_missing),
                 "missing": case not in predicted} for case in cases]
     try:
         auroc = metrics.auroc([r["label"] for r in records], [r["probability"] for r in records])
     except ValueError as error:
         raise BadInputError(reference, str(error)) from None
-    return EvaluationSummary("classification", records, {"auroc": auroc}, missing, MISSING_RULES["classification"],
-                             extra, str(reference), str(prediction), positive_class=positive,
-                             policies=policy_record("classification"))
+    return EvaluationSummary("classification", records, {"auroc": auroc}, missing,
+                             missing_rules(worst_missing)["classification"], extra, str(reference), str(prediction),
+                             positive_class=positive, policies=policy_record("classification", None, worst_missing))
 
 
 def _score_mask_pair(reference_file, prediction_file, tolerance_mm: float, empty_pair: str,
@@ -218,7 +222,8 @@ class ScoringOptions:
 
 # Each task's scorer (task kinds' evaluation.score hook, fomo_nn.tasks).
 def score_classification(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
-    return evaluate_classification(reference, prediction, options.positive_class)
+    worst = options.challenge is not None and edition(options.challenge.edition).worst_missing
+    return evaluate_classification(reference, prediction, options.positive_class, worst)
 
 
 def score_segmentation(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
@@ -250,4 +255,5 @@ def evaluate(task: str, reference, prediction, nsd_tolerance_mm: float = DEFAULT
     summary = evaluation.hook("score")(reference, prediction, options)
     if challenge is not None:
         summary.challenge = {"edition": challenge.edition, "task": challenge.number}
+        summary.policies["missing_case"] = missing_rules(edition(challenge.edition).worst_missing)
     return summary

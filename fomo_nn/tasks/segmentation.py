@@ -1,4 +1,7 @@
-"""Segmentation: a label per voxel (e.g. FOMO25 task 2, meningioma), scored by Dice and NSD.
+"""Segmentation: a label per voxel, any number of labels (FOMO25/26 task 2, meningioma: 0/1; FOMO26 task 4,
+trigeminal neuralgia: 0 background, 1 nerve, 2 vessel), scored by Dice and NSD (per class without the
+background for FOMO26, fomo_nn.evaluation.multiclass). One output channel per label, soft Dice over the
+foreground classes + cross-entropy, the argmax written as the label values.
 
 Training recipe from scratch: nnU-Net's proven one, SGD 0.01 with Nesterov momentum 0.99 and a poly
 schedule, 1000 epochs of 250 steps. Finetuning a pretrained encoder (--plans-like) uses AdamW 1e-4
