@@ -166,3 +166,29 @@ def test_a_missing_classification_case_scores_the_worst_probability_in_fomo26_an
     assert aurocs["fomo26"] == (pytest.approx(0.5), 0.0)
     # FOMO25: at 0.5 it beats the negative at 0.2 and 0.4: 4 of 4 pairs
     assert aurocs["fomo25"] == (pytest.approx(1.0), 0.5)
+
+
+def test_a_constant_age_prediction_has_the_fomo26_worst_pearson_r(tmp_path):
+    """fomo-metrics compute_correlation (regression.py @ 5a71db2): r of a constant input is -100, so a constant
+    predictor ranks below an anti-correlated one; FOMO25 (r = 0) ranks it above."""
+    from fomo_nn.evaluation.results import TaskTable
+
+    targets = np.array([20.0, 40.0, 60.0, 80.0])
+    predictions = np.stack([np.full(4, 50.0), 100.0 - targets], axis=1)  # constant; r = -1
+    values = {}
+    for key in ("fomo26_task3", "regression"):
+        table = TaskTable(key, [f"c{i}" for i in range(4)], np.ones(2, bool), {"prediction": predictions}, targets)
+        values[key] = table.point_metrics()["pearson_r"]
+    np.testing.assert_allclose(values["fomo26_task3"], [-100.0, -1.0])
+    np.testing.assert_allclose(values["regression"], [0.0, -1.0])
+    for index, age in enumerate(targets):
+        folder = tmp_path / "ref" / f"sub-0{index + 1}" / "ses-01"
+        folder.mkdir(parents=True)
+        (folder / "labels.txt").write_text(f"{age}\n")
+        (tmp_path / "pred").mkdir(exist_ok=True)
+        (tmp_path / "pred" / f"sub-0{index + 1}.txt").write_text("50\n")
+    output = tmp_path / "age.json"
+    with pytest.warns(UserWarning, match="reporting r = -100"):
+        assert evaluate_main(["--edition", "fomo26", "--task", "3", "-r", str(tmp_path / "ref"),
+                              "-p", str(tmp_path / "pred"), "-o", str(output), "--quiet"]) == 0
+    assert json.loads(output.read_text())["metrics"] == {"mae": 20.0, "pearson_r": -100.0}

@@ -136,6 +136,7 @@ class Edition:
     validator: str = ""  # which validator checks the container, for messages
     # a missing classification prediction scores the worst probability for its label (else 0.5)
     worst_missing: bool = False
+    constant_pearson: float = 0.0  # Pearson r of a constant input (undefined): fomo_nn's 0, or the organisers' worst
 
     def task(self, number: int) -> ChallengeTask:
         if number not in self.tasks:

@@ -20,7 +20,8 @@
 - Metrics and empty rules: fomo26/fomo-metrics @ 5a71db2 (segmentation.py, regression.py,
   _config.py): Dice of two empty masks 1, NSD of two empty masks 0, NSD at 1 mm with DeepMind's
   surface-distance, per-class scores without the background; the "fomo26" empty-pair policy.
-  classification.py @ 505d699: a missing score is replaced by the worst for its label (`worst_missing`).
+  classification.py @ 505d699: a missing score is replaced by the worst for its label (`worst_missing`);
+  regression.py @ 5a71db2: Pearson r of a constant input (NaN) is -100 (`constant_pearson`).
 Tasks 1 and 2 keep FOMO25's channel names (dwi_b1000, flair, adc, swi_or_t2s), so a FOMO25 model's
 channels read FOMO26 files; task 3's and 5's channel is `t1` and task 4's `t2`, served by the FOMO26
 files t1w / t1 / t2w. Tasks 6 and 7 have no finetuning (helper EMBED's probe): rows for ranking only.
@@ -82,4 +83,5 @@ FOMO26 = Edition(
             "fomo-metrics @ 5a71db2",
     validator="the FOMO26 validator (fomo26/container_templates container_validator @ d442af2)",
     worst_missing=True,  # fomo-metrics classification.py compute_auroc @ 505d699
+    constant_pearson=-100.0,  # fomo-metrics regression.py compute_correlation @ 5a71db2 (CORR_WORST)
 )

@@ -19,7 +19,9 @@ Conventions (each one is a choice a reader of a leaderboard needs to know):
   (scoring.DEFAULT_NSD_TOLERANCE_MM) because that is what the baseline's evaluator computes: it calls
   Yucca's get_surface_metrics_for_label, whose tolerance is 1 mm (hard-coded, a default later).
 - Pearson r of a constant input is undefined; we warn (ConstantInputWarning) and return 0, the
-  value of "no linear association", so a model predicting one age for everybody ranks last on r.
+  value of "no linear association", so a model predicting one age for everybody ranks last on r
+  among models with a positive r. FOMO26 returns its worst constant, -100, instead
+  (fomo-metrics regression.py @ 5a71db2, CORR_WORST): `constant_value`, the edition's constant_pearson.
 """
 from __future__ import annotations
 
@@ -124,8 +126,8 @@ def mean_absolute_error(targets, predictions) -> float:
     return float(np.mean(np.abs(targets - predictions)))
 
 
-def pearson_r(x, y) -> float:
-    """Pearson correlation; a constant input warns (ConstantInputWarning) and gives 0."""
+def pearson_r(x, y, constant_value: float = 0.0) -> float:
+    """Pearson correlation; a constant input warns (ConstantInputWarning) and gives `constant_value` (0)."""
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
     if x.shape != y.shape:
         raise ValueError(f"Pearson r of {x.size} against {y.size} values")
@@ -135,7 +137,7 @@ def pearson_r(x, y) -> float:
     scale = np.sqrt(np.dot(x_centred, x_centred) * np.dot(y_centred, y_centred))
     if scale == 0 or not np.isfinite(scale):
         which = "the reference" if np.ptp(x) == 0 else "the predictions"
-        warnings.warn(f"Pearson r is undefined because {which} are constant; reporting r = 0",
+        warnings.warn(f"Pearson r is undefined because {which} are constant; reporting r = {constant_value:g}",
                       ConstantInputWarning, stacklevel=2)
-        return 0.0
+        return float(constant_value)
     return float(np.clip(np.dot(x_centred, y_centred) / scale, -1.0, 1.0))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fomo_nn.challenges.registry import edition
+from fomo_nn.evaluation.task_metrics import key_challenge
+
 _CONSTANT = 1e-10  # relative variance below which a resample is constant (Pearson r := 0)
 
 
@@ -27,8 +30,10 @@ def weighted_nanmean(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
         return (counts @ np.where(scored, values, 0.0)) / (counts @ scored.astype(np.float64))
 
 
-def weighted_pearson(counts: np.ndarray, targets: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """Resampled Pearson r of targets (n,) against each prediction column (n, M) -> (B, M)."""
+def weighted_pearson(counts: np.ndarray, targets: np.ndarray, predictions: np.ndarray,
+                     constant_value: float = 0.0) -> np.ndarray:
+    """Resampled Pearson r of targets (n,) against each prediction column (n, M) -> (B, M); a constant
+    resample gives `constant_value` (0; FOMO26: -100, as metrics.pearson_r)."""
     x = targets - targets.mean()
     y = predictions - predictions.mean(axis=0)
     total = counts.sum(axis=1)[:, None]
@@ -39,7 +44,7 @@ def weighted_pearson(counts: np.ndarray, targets: np.ndarray, predictions: np.nd
     constant = (var_x <= _CONSTANT * sum_xx) | (var_y <= _CONSTANT * sum_yy)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = covariance / np.sqrt(var_x * var_y)
-    return np.where(constant, 0.0, np.clip(r, -1.0, 1.0))
+    return np.where(constant, constant_value, np.clip(r, -1.0, 1.0))
 
 
 def _negatives_below(sorted_scores: np.ndarray, sorted_negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,4 +98,10 @@ def resampled_mask_scores(table, counts: np.ndarray) -> dict[str, np.ndarray]:
 def resampled_regression(table, counts: np.ndarray) -> dict[str, np.ndarray]:
     predictions = table.columns["prediction"][:, table.present]
     return {"mae": weighted_mean(counts, np.abs(predictions - table.reference[:, None])),
-            "pearson_r": weighted_pearson(counts, table.reference, predictions)}
+            "pearson_r": weighted_pearson(counts, table.reference, predictions, constant_pearson(table.task))}
+
+
+def constant_pearson(task: str) -> float:
+    """Pearson r of a constant input for a ranked task: its edition's rule (FOMO25 and task types: 0)."""
+    challenge = key_challenge(task)
+    return 0.0 if challenge is None else edition(challenge.edition).constant_pearson

@@ -188,7 +188,8 @@ def evaluate_segmentation(reference, prediction, nsd_tolerance_mm: float = DEFAU
                              class_metrics=class_metrics)
 
 
-def evaluate_regression(reference, prediction) -> EvaluationSummary:
+def evaluate_regression(reference, prediction, constant_r: float = 0.0) -> EvaluationSummary:
+    """MAE and Pearson r; r of a constant input is `constant_r` (0; FOMO26 -100, its edition's constant_pearson)."""
     targets = {case: entry.value for case, entry in find_scalars(reference).items()}
     predicted = find_scalars(prediction)
     cases, missing, extra = _split_cases(targets, predicted, reference, prediction)
@@ -204,7 +205,7 @@ def evaluate_regression(reference, prediction) -> EvaluationSummary:
         records.append({"case_id": case, "target": targets[case], "prediction": value,
                         "absolute_error": abs(value - targets[case]), "missing": case not in predicted})
     truth, guesses = [r["target"] for r in records], [r["prediction"] for r in records]
-    aggregate = {"mae": metrics.mean_absolute_error(truth, guesses), "pearson_r": metrics.pearson_r(truth, guesses)}
+    aggregate = {"mae": metrics.mean_absolute_error(truth, guesses), "pearson_r": metrics.pearson_r(truth, guesses, constant_r)}
     return EvaluationSummary("regression", records, aggregate, missing, MISSING_RULES["regression"], extra,
                              str(reference), str(prediction), policies=policy_record("regression"))
 
@@ -236,7 +237,8 @@ def score_segmentation(reference, prediction, options: ScoringOptions) -> Evalua
 
 
 def score_regression(reference, prediction, options: ScoringOptions) -> EvaluationSummary:
-    return evaluate_regression(reference, prediction)
+    constant_r = edition(options.challenge.edition).constant_pearson if options.challenge is not None else 0.0
+    return evaluate_regression(reference, prediction, constant_r)
 
 
 def evaluate(task: str, reference, prediction, nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
