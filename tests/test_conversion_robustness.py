@@ -1,5 +1,5 @@
 """fomo_nn_convert against bad files and odd folders: one clear line per bad case, the rest converted,
-never half a dataset; and the FOMO25 rules read from one home (fomo_nn.fomo25), not the converters."""
+never half a dataset; and the FOMO25 rules read from one home (fomo_nn.challenges), not the converters."""
 from __future__ import annotations
 
 import ast
