@@ -105,7 +105,7 @@ def run_folder_mode(args, parser) -> int:
     try:
         with output_folder_lock(args.output):  # before any model is read: a busy OUT is refused at once
             return predict_folder(args)
-    except RunLockedError as error:
+    except (RunLockedError, BadInputError) as error:  # BadInputError: an OUT that cannot be made (read-only, ...)
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
