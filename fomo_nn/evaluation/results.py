@@ -173,7 +173,9 @@ def results_edition(models: list[ModelResults]) -> str:
             editions.setdefault(task.edition if task is not None else "fomo25", source)
     if len(editions) > 1:
         listing = "; ".join(f"{edition} in {source}" for edition, source in editions.items())
-        raise ValueError(f"summaries of several challenge editions ({listing}); rank one edition at a time")
+        raise ValueError(f"summaries of several challenge editions ({listing}); rank one edition at a time (a "
+                         "summary scored with --task-type counts as FOMO25's: score FOMO26 predictions with "
+                         "fomo_nn_evaluate --edition fomo26 --task N)")
     return next(iter(editions), "fomo25")
 
 
