@@ -28,5 +28,6 @@ def pick_sequence(channel_name: str, available: Container[str]) -> str | None:
 
 
 def is_merged(channel_name: str) -> bool:
-    """A channel that more than one sequence can serve (`swi_or_t2s`)."""
-    return len(channel_candidates(channel_name)) > 1
+    """A channel that merges sequences within one task (`swi_or_t2s`), not one that editions name differently."""
+    lower = channel_name.lower()
+    return any(len(c.sequences) > 1 for task in all_tasks() for c in task.channels if c.name == lower)
