@@ -56,7 +56,7 @@ class FinetuningTrainer(BaseTrainer):
         self.pretrained_record = (read_checkpoint(self.options.pretrained, trust_pickle=self.options.trust_checkpoint)
                                   if self.options.pretrained else None)
         if self.pretrained_record is not None:
-            check_compatible(self.pretrained_record, self.plans.network)
+            check_compatible(self.pretrained_record, self.plans.network, self.options.allow_partial)
 
     def default_method_settings(self) -> dict:
         return {"validation_tta": False, "validation_step": 0.5}

@@ -13,12 +13,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from fomo_nn.checkpoints.record import CheckpointRecord
 from fomo_nn.checkpoints.registry import read_checkpoint
 from fomo_nn.io.errors import BadInputError
-from fomo_nn.networks import EncoderMismatchError, load_encoder_weights
+from fomo_nn.networks import EncoderMismatchError, build_encoder, load_encoder_weights
+from fomo_nn.networks.encoders import ENCODER_PREFIX
+from fomo_nn.networks.weights import describe_mismatch
 from fomo_nn.tasks import find_task_kind, task_kind
 
 TOPOLOGY_FIELDS = ("encoder", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage")
@@ -57,10 +60,12 @@ def plans_like_hint(checkpoint: str | Path, differences: list[str]) -> str:
             f"dataset like the checkpoint with `fomo_nn_plan_and_preprocess -d DATASET --plans-like {checkpoint}`")
 
 
-def check_compatible(record: CheckpointRecord, network_plan) -> None:
-    """Refuse, naming the file, what no loading can fix: another encoder family, a stem that cannot be adapted.
+def check_compatible(record: CheckpointRecord, network_plan, allow_partial: bool = False) -> None:
+    """Refuse, naming the file, what loading would refuse: another encoder family, a stem that cannot be
+    adapted, and (unless partial loading is asked for) missing, unexpected or mis-shaped encoder keys.
 
-    Called before a trainer writes anything, so a wrong --pretrained leaves no half-made run behind.
+    Called before a trainer writes anything, so a wrong --pretrained leaves no half-made run behind; the
+    encoder is built on the meta device for the comparison (no memory, no init).
     """
     if record.network.encoder != network_plan.encoder:
         raise BadInputError(record.path, f"holds a {record.network.encoder!r} encoder ({record.format}) but the plans "
@@ -70,6 +75,19 @@ def check_compatible(record: CheckpointRecord, network_plan) -> None:
     if theirs != ours and theirs != 1:
         raise BadInputError(record.path, f"its encoder stem takes {theirs} input channels but this network's takes "
                                          f"{ours}; only a single-channel stem can be adapted to other channel counts")
+    if allow_partial:
+        return
+    with torch.device("meta"):
+        expected = {ENCODER_PREFIX + k: tuple(v.shape) for k, v in build_encoder(network_plan, ours).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in record.encoder.items()}
+    stem_adapted = {k for k, shape in found.items() if k in expected and len(shape) == 5 and shape[1] == 1
+                    and expected[k][1] == ours and shape[:1] + shape[2:] == expected[k][:1] + expected[k][2:]}
+    report = {"missing": [k for k in expected if k not in found], "unexpected": [k for k in found if k not in expected],
+              "shape_mismatch": [{"key": k, "checkpoint_shape": list(found[k]), "model_shape": list(expected[k])}
+                                 for k in expected if k in found and found[k] != expected[k] and k not in stem_adapted]}
+    if report["missing"] or report["unexpected"] or report["shape_mismatch"]:
+        differences = topology_differences(record.network, network_plan)
+        raise EncoderMismatchError(f"{record.path}: {describe_mismatch(report)}{plans_like_hint(record.path, differences)}")
 
 
 def load_pretrained_encoder(network: nn.Module, checkpoint: str | Path | CheckpointRecord, network_plan,
@@ -81,7 +99,7 @@ def load_pretrained_encoder(network: nn.Module, checkpoint: str | Path | Checkpo
     record = checkpoint if isinstance(checkpoint, CheckpointRecord) else read_checkpoint(checkpoint,
                                                                                         trust_pickle=trust_pickle)
     path = record.path
-    check_compatible(record, network_plan)
+    check_compatible(record, network_plan, allow_partial)
     differences = topology_differences(record.network, network_plan)
     try:
         result = load_encoder_weights(network, record.encoder, allow_partial=allow_partial)
