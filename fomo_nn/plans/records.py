@@ -55,6 +55,10 @@ def flag():
     return (lambda v: isinstance(v, bool), "true or false")
 
 
+def of_type(kind: type, what: str):
+    return (lambda v: isinstance(v, kind), what)
+
+
 def triple(item):
     check, what = item
     return (lambda v: isinstance(v, list) and len(v) == 3 and all(check(x) for x in v), f"3 values, each {what}")
@@ -245,7 +249,15 @@ class Plans:
                             "an object of integer values")),
         "auxiliary_labels": optional((lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),
                                       "an object of integer values")),
-        "foreground_oversampling": number(0.0, 1.0), "configuration": text(), "plans_name": text()}
+        "foreground_oversampling": number(0.0, 1.0), "configuration": text(), "plans_name": text(),
+        "spacing_reason": of_type(str, "a string"), "augmentation": of_type(dict, "an object"),
+        "augmentation_family": optional(text()), "method": of_type(dict, "an object"),
+        "classes": optional(of_type(dict, "an object")), "target": optional(of_type(dict, "an object")),
+        "plans_like": optional(of_type(dict, "an object")),
+        "notes": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+        "normalization": (lambda v: isinstance(v, list) and all(isinstance(x, NormalizationPlan) for x in v),
+                          "a list of normalization records"),
+        "network": of_type(NetworkPlan, "a network record"), "training": of_type(TrainingPlan, "a training record")}
 
     def __post_init__(self):
         _check_fields(self, "plans")
