@@ -18,6 +18,8 @@ from fomo_nn.inference.model_folder import ModelFolderName
 from preprocessed_builders import tiny_plans
 from test_inference import GRIDS, head_and_blob, make_affine, write_model, write_nifti
 
+REPO = Path(__file__).resolve().parents[1]
+
 NERVE_VESSEL = {"background": 0, "nerve": 1, "vessel": 2}
 
 
@@ -106,3 +108,24 @@ def test_a_container_model_finds_its_fomo26_task(tmp_path):
     assert task_of_model(age, "fomo26") == 3
     polymicrogyria = write_model(tmp_path / "d", "classification", channel_names=["t1"], folds=(0,))
     assert task_of_model(polymicrogyria, "fomo26") == 5
+
+
+def test_container_entry_point_finds_the_fomo26_task_from_a_baked_edition(tmp_path, monkeypatch, capsys):
+    """/app/predict.py with `--edition fomo26` baked into predict.args: the 3-label t2 model answers task 4,
+    the validator's `--t2` is taken and a FOMO25 flag is refused naming the task."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("container_predict", REPO / "container" / "predict.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    monkeypatch.setattr(entry, "MODEL_DIR", write_task4_model(tmp_path / "results", winning_label=1))
+    options = tmp_path / "predict.args"
+    options.write_text("--edition fomo26 --device cpu\n")
+    monkeypatch.setattr(entry, "OPTIONS_FILE", options)
+    t2w, _ = _t2w(tmp_path / "input")
+    output = tmp_path / "out" / "case_001.nii.gz"
+    output.parent.mkdir()
+    assert entry.main(["--t2", str(t2w), "--output", str(output)]) == 0
+    assert set(np.unique(np.asanyarray(nib.load(str(output)).dataobj)).tolist()) == {0, 1}
+    assert entry.main(["--t1", str(t2w), "--output", str(tmp_path / "out" / "x.nii.gz")]) == 2
+    assert "answers FOMO26 task 4 (segmentation), which does not take --t1" in capsys.readouterr().err
