@@ -15,6 +15,7 @@ import sys
 from fomo_nn.export.nnunet_folder import export_nnunet_model
 from fomo_nn.inference.model_folder import CHECKPOINT_CHOICES
 from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.files import NoSpaceLeftError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         export = export_nnunet_model(args.model_dir, args.out, args.folds, args.checkpoint, args.overwrite)
-    except BadInputError as error:
+    except (BadInputError, NoSpaceLeftError) as error:
         print(f"fomo_nn_export_nnunet: error: {error}", file=sys.stderr)
         return 2
     print(f"{export.output}: nnU-Net v2 model ({export.architecture}, configuration {export.configuration}, "

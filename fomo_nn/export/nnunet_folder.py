@@ -27,7 +27,7 @@ from fomo_nn.export.nnunet_plans import (MIRROR_AXES, NNUNET_TRAINER, NNUNET_VER
 from fomo_nn.inference.model_folder import ModelEnsemble, load_ensemble
 from fomo_nn.io.errors import BadInputError
 from fomo_nn.tasks import VOXELS
-from fomo_nn.utils.files import is_inside, write_json_atomic
+from fomo_nn.utils.files import NoSpaceLeftError, is_inside, is_no_space, write_json_atomic
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint_final.pth"  # the name nnUNetv2_predict loads by default
@@ -127,6 +127,10 @@ def export_nnunet_model(model_dir: str | Path, output: str | Path, folds=None, c
                                        model.fold, model.checkpoint, model.trainer),
                        staging / f"fold_{fold}" / CHECKPOINT_FILE)
         replace_folder(staging, output)
+    except OSError as error:
+        if is_no_space(error):
+            raise NoSpaceLeftError(output.parent) from None
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
