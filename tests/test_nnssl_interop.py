@@ -284,3 +284,33 @@ def test_nnssl_model_plans_like_finetune_predict_evaluate(layout, tmp_path, monk
                           "--quiet"]) == 0
     summary = json.loads(summary_path.read_text())
     assert len(summary["per_case"]) == 6 and np.isfinite(summary["metrics"]["dice"])
+
+
+# ------------------------------------------------------------------ nnssl's normalization, expressed in plans
+def nnssl_z_score(image: np.ndarray, use_mask_for_norm: bool, non_zero_mask: np.ndarray) -> np.ndarray:
+    """z_score_normalization of nnssl @ 7044864 (preprocessing/normalization/normalization_schemes.py)."""
+    image = image.astype(np.float32)
+    if use_mask_for_norm:
+        mask = non_zero_mask >= 0
+        mean, std = image[mask].mean(), image[mask].std()
+        image[mask] = (image[mask] - mean) / max(std, 1e-8)
+    else:
+        image = (image - image.mean()) / max(image.std(), 1e-8)
+    return image
+
+
+@pytest.mark.parametrize("use_mask_for_norm", [False, True])
+def test_nnssl_normalization_maps_to_a_fomo_nn_scheme_with_the_same_values(use_mask_for_norm, tmp_path):
+    from fomo_nn.preprocessing.normalization import normalize_channels
+
+    path, _ = nnssl_checkpoint_file(tmp_path / "checkpoint_final.pth")
+    state = torch.load(path, weights_only=True)
+    state["nnssl_adaptation_plan"]["pretrain_plan"]["configurations"]["onemmiso"]["use_mask_for_norm"] = [use_mask_for_norm]
+    torch.save(state, path)
+    plan = read_checkpoint(path).preprocessing.normalization
+    rng = np.random.default_rng(5)
+    image = (rng.gamma(2.0, 150.0, size=(24, 28, 20)) * (rng.random((24, 28, 20)) > 0.3)).astype(np.float32)
+    nonzero = image != 0
+    seg = np.where(nonzero, 0, -1)  # nnU-Net/nnssl crop_to_nonzero: -1 outside the nonzero mask
+    ours, _ = normalize_channels(image[None], nonzero, plan)
+    np.testing.assert_allclose(ours[0], nnssl_z_score(image, use_mask_for_norm, seg), atol=1e-5)

@@ -151,5 +151,9 @@ def _normalization_note(fingerprint: dict, scheme: str = DEFAULT_SCHEME) -> str:
                 "undone by that rescale). It differs from our default zscore_foreground (clip to the 0.5/99.5 "
                 "foreground percentiles, z-score: mean 0 / std 1 inside the nonzero mask): no lower clip, values "
                 f"in [0, 1] instead of standardised, foreground found per channel; {state}")
+    if scheme == "zscore_volume":
+        return ("normalization: zscore_volume per channel and image, nnssl's and nnU-Net's ZScoreNormalization "
+                "without a mask (the inputs of the OpenMind / SSL3D models): mean and std over the whole image cropped "
+                f"to its nonzero box, background included, no clip (background becomes -mean/std); {state}")
     return ("normalization: zscore_foreground per channel and image (clip to the image's 0.5/99.5 foreground "
             f"percentiles, z-score inside the nonzero mask, background 0); {state}")
