@@ -231,6 +231,22 @@ def test_6_a_damaged_array_is_named_with_the_command_and_verify_rewrites_it(tmp_
     assert "rewriting" not in capsys.readouterr().err  # a sound store: nothing to rewrite
 
 
+def test_6_a_damaged_array_read_in_a_loader_worker_is_still_one_message_naming_it(tmp_path):
+    from fomo_nn.training.data.batch_sources import PatchSource
+    from fomo_nn.training.data.loader import make_loader
+
+    folder = build_preprocessed(tmp_path, "regression", num_cases=2, shape=(32, 32, 32))
+    cases = list_cases(folder / "3d_fullres", load_plans(folder))
+    for case in cases:
+        _damage(case.data_path, "flipped")  # same size: found when a worker reads it
+    source = PatchSource(cases, (16, 16, 16), 2)
+    with pytest.raises(BadInputError) as error:
+        list(make_loader(source, seed=0, rank=0, first_step=0, last_step=2, num_workers=1))
+    assert error.value.path in {str(case.data_path) for case in cases}
+    assert error.value.problem.startswith("the stored array cannot be decoded")
+    assert error.value.problem.endswith("fomo_nn_preprocess -d Dataset900_Tiny --verify")
+
+
 # ------------------------------------------------------------------------------ 4: the index is only a cache
 def test_4_targets_edited_in_the_index_are_not_used(tmp_path):
     folder = build_preprocessed(tmp_path, "regression", num_cases=4, shape=(32, 32, 32))
