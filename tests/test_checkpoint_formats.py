@@ -59,6 +59,31 @@ def test_no_module_but_checkpoints_loading_calls_torch_load(tmp_path):
     assert _torch_load_calls(planted) == [2, 3]
 
 
+def _fomo_nn_imports(folder: Path) -> dict[str, set[str]]:
+    """{module path: the fomo_nn subpackages it imports (module level and function level)}."""
+    found = {}
+    for path in sorted(folder.rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            modules = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names |= {m.split(".")[1] for m in modules if m.startswith("fomo_nn.") and m.count(".") >= 1}
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_checkpoint_knowledge_sits_low():
+    """checkpoints reads only io/utils/plans/networks (and itself); inference and probing read checkpoints
+    without importing training."""
+    allowed = {"io", "utils", "plans", "networks", "checkpoints"}
+    above = {path: sorted(names - allowed) for path, names in _fomo_nn_imports(ROOT / "fomo_nn" / "checkpoints").items()
+             if names - allowed}
+    assert above == {}
+    for layer in ("inference", "probing"):
+        training = [path for path, names in _fomo_nn_imports(ROOT / "fomo_nn" / layer).items() if "training" in names]
+        assert training == [], f"{layer} imports fomo_nn.training: {training}"
+
+
 # ------------------------------------------------------------------ loading: safe, loud
 def test_a_file_that_needs_unpickling_is_refused_naming_the_globals_and_the_flag(tmp_path, caplog):
     path = tmp_path / "lightning.ckpt"
