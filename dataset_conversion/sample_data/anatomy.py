@@ -7,6 +7,7 @@ import numpy as np
 
 from dataset_conversion.sample_data.artifacts import air_interfaces
 from dataset_conversion.sample_data.brain import Morphology, SubjectFields, intracranial_level, paint_healthy_brain
+from dataset_conversion.sample_data.malformation import paint_polymicrogyria
 from dataset_conversion.sample_data.pathology import (Lesion, Pathology, paint_infarcts, paint_lacunes,
                                                       paint_meningioma, paint_mimics, place_meningioma, push_away)
 from dataset_conversion.sample_data.tissues import AnatomyGrid, Layer, LayeredVolume, Tissue
@@ -57,6 +58,8 @@ def build_anatomy(morph: Morphology, age: float, grid: AnatomyGrid, pathology: P
     lesions += paint_mimics(volume, coords, morph, fields, pathology.mimics)
     if placement is not None:
         lesions += paint_meningioma(volume, true_coords, icv, pathology.meningioma, placement, fields)
+    if pathology.polymicrogyria is not None:
+        lesions += paint_polymicrogyria(volume, coords, morph, fields, pathology.polymicrogyria, atrophy)
     texture = (1 + np.float32(0.035) * fields.texture).astype(np.float32)
     return Anatomy(grid, float(age), volume.layers, volume.labels, icv, texture, lesions, atrophy,
                    air_interfaces(morph))

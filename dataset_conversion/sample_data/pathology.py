@@ -14,6 +14,7 @@ radial displacement of the anatomy coordinates) while the skull, and so the skul
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -23,6 +24,9 @@ from dataset_conversion.sample_data.fields import ellipsoid_distance, inside_fra
 from dataset_conversion.sample_data.lesion_contrast import (draw_infarct_severity, draw_stage, infarct_contrast,
                                                             mimic_contrast, rounded)
 from dataset_conversion.sample_data.tissues import PARENCHYMA, AnatomyGrid, Layer, LayeredVolume, Tissue
+
+if TYPE_CHECKING:  # malformation.py paints with this module's Lesion
+    from dataset_conversion.sample_data.malformation import PolymicrogyriaSpec
 
 # territory: (centre in cerebrum semi-axes for the right hemisphere, relative semi-axes, draw weight)
 # Lacunar (small deep perforator) infarcts are about a quarter of ischaemic strokes; the MCA territory is
@@ -99,6 +103,7 @@ class Pathology:
     lacunes: tuple[LacuneSpec, ...] = ()
     meningioma: MeningiomaSpec | None = None
     mimics: tuple[MimicSpec, ...] = ()
+    polymicrogyria: PolymicrogyriaSpec | None = None  # FOMO26 task 5 (malformation.py); painted last
 
     def at_follow_up(self) -> "Pathology":
         """The pathology of a later session (months to years on): recent infarcts have become scars."""

@@ -36,7 +36,8 @@ from dataset_conversion.sample_data.sites import Site
 from dataset_conversion.sample_data.tissues import AnatomyGrid
 from fomo_nn.challenges.fomo25 import TASK_RULES
 
-SPLIT_STREAM = {"finetune": 1, "test": 2}
+SPLIT_STREAM = {"finetune": 1, "test": 2,
+                "fomo26_finetune": 261, "fomo26_test": 262}  # FOMO26 tasks 1-2 (fomo26_world.py): own streams
 TEST_ID_OFFSET = 1000  # test subjects are sub_1001, ... so they never collide with finetuning ids
 
 
