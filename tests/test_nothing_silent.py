@@ -200,7 +200,7 @@ def _damage(path: Path, how: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_6_a_damaged_array_is_named_with_the_command_and_verify_rewrites_it(tmp_path, monkeypatch, capsys):
+def test_6_a_damaged_array_is_named_with_the_command_and_verify_rewrites_it(tmp_path, monkeypatch, caplog):
     from fomo_nn.cli.plan_and_preprocess import main_preprocess
 
     raw, preprocessed, plans, folder = _seg_dataset(tmp_path, monkeypatch)
@@ -222,13 +222,15 @@ def test_6_a_damaged_array_is_named_with_the_command_and_verify_rewrites_it(tmp_
     assert "2 of 4 preprocessed case(s) have array files of another size" in error.value.problem
     assert "case_001" in error.value.problem and "case_003" in error.value.problem
 
-    assert main_preprocess(["-d", "1", "-np", "1", "--no-progress", "--verify"]) == 0
-    err = capsys.readouterr().err
-    assert f"damaged: {flipped}" in err and "rewriting 3 case(s)" in err
+    with caplog.at_level(logging.WARNING, logger="fomo_nn"):
+        assert main_preprocess(["-d", "1", "-np", "1", "--no-progress", "--verify"]) == 0
+    assert f"damaged: {flipped}" in caplog.text and "rewriting 3 case(s)" in caplog.text
     for case in list_cases(folder, plans):
         assert np.array_equal(np.asarray(case.data()), originals[case.case_id])
-    assert main_preprocess(["-d", "1", "-np", "1", "--no-progress", "--verify"]) == 0
-    assert "rewriting" not in capsys.readouterr().err  # a sound store: nothing to rewrite
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fomo_nn"):
+        assert main_preprocess(["-d", "1", "-np", "1", "--no-progress", "--verify"]) == 0
+    assert "rewriting" not in caplog.text and "damaged" not in caplog.text  # a sound store: nothing to rewrite
 
 
 def test_6_a_damaged_array_read_in_a_loader_worker_is_still_one_message_naming_it(tmp_path):

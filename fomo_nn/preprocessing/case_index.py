@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from fomo_nn.preprocessing.case_files import DATA_SUFFIX, OLD_DATA_SUFFIX, PROPERTIES_SUFFIX, SIGNATURE_KEY, case_paths
 from fomo_nn.utils.files import write_json_atomic
 
+logger = logging.getLogger(__name__)
 INDEX_NAME, INDEX_PREFIX, INDEX_SUFFIX = "_cases.index", "_cases.", ".index"
 INDEX_VERSION = 2  # 2: array sizes in every entry, the digest of the entries
 INDEX_FLUSH_SECONDS = 30.0  # a killed writer loses at most this much of its index (rebuilt from CASE.json)
@@ -154,7 +156,8 @@ def _read_index_file(path: Path) -> dict | None:
     if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
         return None
     if data.get("digest") != _digest(data.get("cases")):
-        _note(f"{path}: its entries do not match their digest (edited?): not used; rebuilt from the CASE.json files")
+        logger.warning("%s: its entries do not match their digest (edited?): not used; rebuilt from the CASE.json files",
+                       path)
         return None
     return data
 

@@ -26,6 +26,7 @@ disk stops the run ("no space left on <path>"), every finished case kept for the
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.preprocessing.sharding import Shard, select_shard
 from fomo_nn.utils.files import is_no_space, no_space_error, write_bytes_atomic
 
+logger = logging.getLogger(__name__)
 NAMED_IN_NOTES = 5  # case ids a removal note names before it counts the rest
 
 
@@ -133,8 +135,8 @@ def _preprocess_locked(raw_dir: Path, preprocessed_dir: Path, num_workers: int, 
         damaged += _verify_finished(folder, sorted(finished & set(ids)), num_workers, progress)
         finished -= set(damaged)
     if damaged:
-        _note(f"{folder}: rewriting {len(damaged)} case(s) whose stored arrays differ from their CASE.json records: "
-              f"{_few(sorted(damaged))}")
+        logger.warning("%s: rewriting %d case(s) whose stored arrays differ from their CASE.json records: %s", folder,
+                       len(damaged), _few(sorted(damaged)))
     report.skipped = [case_id for case_id in ids if case_id in finished]
     todo = [_Job(by_id[case_id], plans, str(folder)) for case_id in ids if case_id not in finished]
     orphans = [] if shard is not None else _remove_orphans(found, by_id, bool(listing_problems))
@@ -163,7 +165,7 @@ def _verify_finished(folder: Path, case_ids: list[str], num_workers: int, progre
     damaged = []
     for case_id, problem in run_parallel(_verify_one, jobs, case_ids, num_workers, "verify", progress):
         if problem:
-            _note(f"damaged: {problem}")
+            logger.warning("damaged: %s", problem)
             damaged.append(case_id)
     return damaged
 
