@@ -405,8 +405,9 @@ class BaseTrainer(ABC):
 
     def run(self) -> Path:
         """Train as the fold folder's one writer (RunLockedError while another training writes it; under DDP
-        rank 0 holds the lock for all). A full disk anywhere in the run is NoSpaceLeftError: the last
-        checkpoint written stays intact for --continue."""
+        rank 0 holds the lock for all) and as a reader of the preprocessed dataset (every rank; trainings share
+        it, a preprocessing of the dataset is refused meanwhile and refuses this run). A full disk anywhere in
+        the run is NoSpaceLeftError: the last checkpoint written stays intact for --continue."""
         lock = (RunLock(self.output_dir, "train", "fomo_nn training", advice="or train into another fold folder "
                         "(--output or --tag)") if self.dist.is_main else nullcontext())
         try:
