@@ -214,3 +214,30 @@ def test_bad_pretrained_files_are_refused_by_fomo_nn_train_before_anything_is_wr
         assert code == 2, name
         assert str(path) in error and problem in error, (name, error)
         assert not out.exists(), f"{name}: {sorted(p.name for p in out.iterdir())} written"
+
+
+def test_bad_plans_like_files_are_refused_and_no_plans_are_written(tmp_path, monkeypatch, capsys):
+    from builders import make_segmentation_dataset
+    from test_nnssl_interop import nnssl_checkpoint_file
+
+    from fomo_nn.cli.plan_and_preprocess import main as plan_main
+
+    monkeypatch.setenv("fomo_nn_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("fomo_nn_preprocessed", str(tmp_path / "pre"))
+    make_segmentation_dataset(tmp_path / "raw", dataset_id=7, num_cases=3, channels=("t1",))
+    pickled = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": argparse.Namespace(lr=1)}, pickled)
+    primus, _ = nnssl_checkpoint_file(tmp_path / "primus.pth")
+    state = torch.load(primus, weights_only=True)
+    state["nnssl_adaptation_plan"]["architecture_plans"] = {"arch_class_name": "PrimusM", "arch_kwargs": None,
+                                                            "arch_kwargs_requiring_import": None}
+    torch.save(state, primus)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(primus.read_bytes()[:2000])
+    for path, problem in ((pickled, "argparse.Namespace"), (primus, "not supported yet"),
+                          (truncated, "truncated or not a torch file")):
+        assert plan_main(["-d", "7", "--plans-like", str(path), "-np", "1", "--no-progress"]) != 0
+        captured = capsys.readouterr()
+        message = captured.err + captured.out
+        assert str(path) in message and problem in message, message
+        assert not (tmp_path / "pre" / "Dataset007_Seg" / "plans.json").exists()
