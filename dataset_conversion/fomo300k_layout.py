@@ -109,6 +109,7 @@ def walk_fomo300k(src: Path, unzip_to: Path | None = None) -> CorpusLayout:
     sources = [e for e in entries if e.is_dir() and SOURCE_FOLDER.match(e.name)]
     if not sources and any(e.is_dir() and e.name.startswith("sub") for e in entries):
         _walk_source(layout, src, src.name, src, unzip_to, root_level=True)  # SRC is one source folder
+        layout.tables = [(src.name, path) for _, path in layout.tables]  # its tables describe that source
         return layout
     for entry in entries:
         if entry.is_dir() and SOURCE_FOLDER.match(entry.name):

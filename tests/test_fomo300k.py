@@ -191,6 +191,20 @@ def test_bad_inputs_are_named_and_the_rest_converted(roots, capsys):
     assert len(load_manifest(roots / "fomo_nn_raw/Dataset007_FOMO300K").images) == 10
 
 
+def test_one_source_folder_alone_with_its_own_tables(roots):
+    src = roots / "PT021_IXI"
+    write(src / "sub-002/ses-01/anat/sub-002_ses-01_T1w.nii.gz", gz(nifti_bytes(1)))
+    write(src / "participants.tsv", tsv([["participant_id", "session_id", "age", "sex"], ["sub-002", "ses-01", "40", "F"]]))
+    write(src / "mri_info.tsv", tsv([["participant_id", "session_id", "filename", "MagneticFieldStrength", "Manufacturer"],
+                                     ["sub-002", "ses-01", "sub-002/ses-01/anat/sub-002_ses-01_T1w.nii.gz", "3",
+                                      "Philips"]]))
+    report = convert_fomo300k(src, 10, progress=False)
+    assert report.converted == 1 and report.bad == []
+    image = load_manifest(roots / "fomo_nn_raw/Dataset010_FOMO300K").images[0]
+    assert (image.image_id, image.source, image.age, image.sex, image.vendor, image.field_strength) == \
+        ("PT021_IXI_sub-002_ses-01_T1w", "PT021_IXI", 40.0, "F", "Philips", 3.0)
+
+
 def test_an_interrupted_extraction_is_redone_whole(tmp_path):
     archive = write_zip(tmp_path / "sub-01/ses-01.zip", {"ses-01/anat/sub-01_ses-01_T1w.nii.gz": gz(nifti_bytes(1))})
     leftover = write(tmp_path / "sub-01/.ses-01.unzipping/anat/partial.nii.gz", b"half")
