@@ -78,6 +78,19 @@ SIZE_PRESETS: dict[str, SampleDataConfig] = {
 }
 
 
+# Test-set sizes (--test-size): "preset" keeps the size preset's counts (what the demo's numbers rest on);
+# "fomo" gives FOMO25's test-set sizes (task 1: 320, task 2: 107, task 3: 800 cases), large enough to resolve
+# margins of ~0.05 AUROC between two models (benchmarks/compute_ladder.py); the test sites are the same.
+TEST_SIZES = {"preset": {}, "fomo": {"task1_test": 320, "task2_test": 107, "task3_test": 800}}
+
+
+def with_test_size(config: SampleDataConfig, test_size: str) -> SampleDataConfig:
+    """`config` with the test-set counts of `test_size` (TEST_SIZES); "preset" returns it unchanged."""
+    if test_size not in TEST_SIZES:
+        raise ValueError(f"unknown test size {test_size!r}; choose one of {', '.join(TEST_SIZES)}")
+    return replace(config, **TEST_SIZES[test_size]) if TEST_SIZES[test_size] else config
+
+
 def config_for_size(size: str, **overrides) -> SampleDataConfig:
     """The preset for `size`, with any field replaced by `overrides` (e.g. task3_finetune=30)."""
     if size not in SIZE_PRESETS:

@@ -1,7 +1,7 @@
 """fomo_nn_generate_sample_data: write the synthetic FOMO-like sample used by the demo and the tests.
 
     fomo_nn_generate_sample_data OUT [--seed S] [--size tiny|small|medium|full] [--edition fomo25|fomo26|all]
-                                 [-np WORKERS]
+                                 [--test-size preset|fomo] [-np WORKERS]
 
 OUT receives fomo60k/ (pretraining corpus), finetune/ and test/ (FOMO25 tasks 1-3 in the FOMO25 task
 layout; --edition fomo25, the default), fomo26/ (--edition fomo26: FOMO26 tasks 1-5 as
@@ -21,7 +21,7 @@ from fomo_nn.preprocessing.parallel import default_num_processes
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dataset_conversion.sample_data.config import SIZE_PRESETS  # the generator is not part of the library
+    from dataset_conversion.sample_data.config import SIZE_PRESETS, TEST_SIZES  # the generator is not in the library
 
     parser = argparse.ArgumentParser(
         prog="fomo_nn_generate_sample_data",
@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edition", choices=("fomo25", "fomo26", "all"), default="fomo25",
                         help="which challenge's finetuning tasks to write (default: fomo25); the corpus is always "
                              "written")
+    parser.add_argument("--test-size", choices=list(TEST_SIZES), default="preset",
+                        help="preset (default): the size preset's test-set counts; fomo: FOMO25's test-set sizes "
+                             "(task 1: 320, task 2: 107, task 3: 800 cases; same test sites), for benchmarks whose "
+                             "margins must be resolved (benchmarks/compute_ladder.py)")
     parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(4),
                         help=f"worker processes (default: {default_num_processes(4)}); does not change the output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -43,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from dataset_conversion.sample_data.config import config_for_size, with_test_size
     from dataset_conversion.sample_data.generate import METADATA_FILE, generate_sample_data
 
     args = build_parser().parse_args(argv)
@@ -52,7 +57,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         metadata = generate_sample_data(args.out, seed=args.seed, size=args.size, num_workers=args.num_processes,
-                                        progress=not args.quiet, edition=args.edition)
+                                        progress=not args.quiet, edition=args.edition,
+                                        config=with_test_size(config_for_size(args.size), args.test_size))
     except (BadInputError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
