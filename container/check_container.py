@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Check a FOMO25 submission the way the organisers' validator does, and say which rule a failure breaks.
 
+`--edition fomo26` checks a FOMO26 submission against the FOMO26 validator instead: check_fomo26.py
+(fomo26/container_templates container_validator @ d442af2; its own options, --help there). Below: FOMO25.
+
 The validator is fomo25/container-validator, main.py (line numbers below: its commit f64712b). This
 script re-implements its checks (it does not import or copy it):
  1. environment (main.py 139-166): `apptainer --version`; `apptainer exec --nv IMAGE nvidia-smi` unless
@@ -55,6 +58,8 @@ import nibabel as nib
 import numpy as np
 
 from fomo_nn.challenges.registry import DEFAULT_EDITION, EDITIONS, challenge_task
+
+import check_fomo26  # container/, beside this script
 
 HERE = Path(__file__).resolve().parent
 DEFINITION = HERE / "fomo_nn.def"
@@ -523,7 +528,7 @@ def run_subject(runner: Runner, args, task: int, subject_dir: Path, output_dir: 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--edition", choices=tuple(EDITIONS), default=DEFAULT_EDITION,
-                        help=f"challenge edition (default {DEFAULT_EDITION}); the validator reproduced here is FOMO25's")
+                        help=f"challenge edition (default {DEFAULT_EDITION}); fomo26: the FOMO26 validator (check_fomo26.py)")
     parser.add_argument("--task", type=int, required=True, help="task number in the edition (FOMO25: 1, 2, 3)")
     runner = parser.add_mutually_exclusive_group(required=True)
     runner.add_argument("--image", help="Apptainer image (.sif): checked as the validator does")
@@ -588,7 +593,21 @@ def report(environment, cases: list[CaseRun], output_problems: list[str], task: 
     return validator_ok, fomo_nn_ok
 
 
+def edition_of(argv: list[str]) -> str | None:
+    """The --edition of the command line, before the edition's own parser reads it."""
+    for i, a in enumerate(argv):
+        if a == "--edition" and i + 1 < len(argv):
+            return argv[i + 1].lower()
+        if a.startswith("--edition="):
+            return a.split("=", 1)[1].lower()
+    return None
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if edition_of(argv) == check_fomo26.EDITION:  # FOMO26's validator: check_fomo26.py
+        return check_fomo26.main(argv, image_environment=definition_environment(),
+                                 hostile_environment=hostile_environment)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -596,9 +615,7 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(str(error))
     if (rule.edition, rule.number) not in VALIDATED:
-        parser.error(f"{rule.name} ({rule.title}): this check reproduces the FOMO25 validator "
-                     "(fomo25/container-validator main.py) only; FOMO26 containers are checked by the organisers' "
-                     "fomo26/container_templates container_validator (validate.py @ d442af2)")
+        parser.error(f"{rule.name} ({rule.title}): no validator of its edition is reproduced")
     if args.direct and not args.model:
         parser.error("--direct needs --model MODEL_DIR")
     if args.predict_args is not None and not args.direct:
