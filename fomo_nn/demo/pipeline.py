@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fomo_nn.demo.budget import Budget
+from fomo_nn.demo.representation import run_representation_track
 from fomo_nn.demo.stages import Stage
 from fomo_nn.challenges.fomo25 import TASK_RULES
 from fomo_nn.utils.files import write_json_atomic, write_text_atomic
@@ -100,6 +101,10 @@ class DemoPipeline:
     def preprocessed(self, folder: str) -> Path:
         return self.workdir / "fomo_nn_preprocessed" / folder
 
+    @property
+    def pretraining_folder(self) -> str:
+        return f"Dataset{PRETRAINING_DATASET[0]:03d}_{PRETRAINING_DATASET[1]}"
+
     def pretraining_checkpoint(self, method: str) -> Path:
         return self.workdir / "models" / "pretraining" / method / "fold_all" / "checkpoint_final.pth"
 
@@ -142,6 +147,8 @@ class DemoPipeline:
                    Stage("plan_tasks", "plan the tasks like the pretrained model, preprocess", self.plan_tasks)]
         stages += [Stage(f"pretrain_{m}", f"pretrain ({m})", lambda m=m: self.pretrain(m)) for m in self.methods]
         stages.append(Stage("probe", "probe frozen encoders against random ones on held-out sites", self.probe))
+        stages.append(Stage("representation", "FOMO26 representation track: embed the probing cohort, organisers' "
+                                              "probe and fairness", lambda: run_representation_track(self)))
         for task in TASKS:
             for model in self.model_names:
                 stages.append(Stage(f"finetune_{task.key}_{model}", f"finetune {task.key} {task.family} ({model})",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fomo_nn.demo.representation import representation_section
 from fomo_nn.evaluation.task_metrics import TASK_METRICS, task_evaluation
 from fomo_nn.tasks import task_kind
 from fomo_nn.utils.files import write_text_atomic
@@ -73,6 +74,7 @@ def write_report(pipeline) -> Path:
     for task in _tasks(pipeline):
         lines.append(f"- **{task.key} ({task.family})**: {task_verdict(rows, task.family, pipeline.model_names[0], tests)}")
     lines += probe_section(pipeline)
+    lines += representation_section(pipeline)
     lines += ["", "These numbers come from synthetic sample data and a small compute budget: they show the "
               "pipeline answering the question, not the answer for real clinical data. Run with "
               "`--budget full` on FOMO60K and the FOMO task folders for that.", "", "## Plots", ""]
