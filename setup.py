@@ -41,8 +41,10 @@ setup(
         # the max-pool U-Net and ResEnc encoder families of asparagus / the FOMO25 baseline are built with its
         # classes (fomo_nn.networks.families); pure python, its dependencies are ours; keys fixed by 0.3.x
         "gardening-tools>=0.3.5,<0.4",
+        "PyYAML>=5.4",  # asparagus checkpoints: the hydra/config.yaml beside them (already pulled in through timm)
     ],
     # surface-distance: DeepMind's NSD, the reference tests/test_evaluation_surfaces.py checks ours against
-    extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1", "nnunetv2==2.8.1"]},
+    extras_require={"test": ["pytest>=7", "nilearn>=0.10", "surface-distance==0.1", "nnunetv2==2.8.1",
+                              "pytorch-lightning==2.6.6"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fomo_nn.checkpoints.format import CheckpointFormat
+from fomo_nn.checkpoints.formats import asparagus, fomo2jomo, fomo25_baseline
 from fomo_nn.checkpoints.formats import fomo_nn_encoder, fomo_nn_training, nnssl, safetensors_config
 from fomo_nn.checkpoints.loading import METADATA, STATE_DICT, load_checkpoint_file
 from fomo_nn.checkpoints.record import CheckpointRecord
@@ -22,6 +23,9 @@ CHECKPOINT_FORMATS: tuple[CheckpointFormat, ...] = (
     fomo_nn_encoder.FORMAT,
     nnssl.FORMAT,
     safetensors_config.FORMAT,
+    asparagus.FORMAT,
+    fomo25_baseline.FORMAT,
+    fomo2jomo.FORMAT,
 )
 SHOWN = 5
 

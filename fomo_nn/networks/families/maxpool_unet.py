@@ -100,3 +100,21 @@ FAMILY = NetworkFamily(
     memory_factor=1.0,  # the same conv-norm-nonlin units; the max-pool outputs add < 1/16 (see memory.py)
     plannable=False,  # five isotropic 2x poolings: not a topology the planner derives from a spacing
 )
+
+
+def plan_from_weights(encoder_state: dict, where: str = "checkpoint") -> NetworkPlan:
+    """The NetworkPlan of a max-pool U-Net encoder state dict (keys without 'encoder.', either layout):
+    starting filters and input channels from the stem conv, convs per stage from the block names."""
+    stem = encoder_state.get("in_conv.conv1.conv.weight")
+    if stem is None or stem.dim() != 5:
+        raise ValueError(f"{where}: no max-pool U-Net stem ('in_conv.conv1.conv.weight')")
+    missing = [name for name in STAGE_MODULES if f"{name}.conv1.conv.weight" not in encoder_state]
+    if missing:
+        raise ValueError(f"{where}: the max-pool U-Net encoder lacks stage(s) {missing}")
+    convs = {int(m.group(1)) for key in encoder_state
+             if (m := re.match(r"^in_conv\.conv(\d+)\.conv\.weight$", key))}
+    base = int(stem.shape[0])
+    return NetworkPlan(encoder="maxpool_unet", features_per_stage=[base * 2 ** i for i in range(STAGES)],
+                       kernel_sizes=[[int(k) for k in stem.shape[2:]]] * STAGES,
+                       strides=[[1, 1, 1]] + [[2, 2, 2]] * (STAGES - 1), n_conv_per_stage=[max(convs)] * STAGES,
+                       n_conv_per_stage_decoder=[2] * (STAGES - 1), input_channels=int(stem.shape[1]))

@@ -12,6 +12,8 @@ Built with gardening-tools' own class (0.3.5) with the arguments its `ResidualEn
 """
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -69,3 +71,26 @@ FAMILY = NetworkFamily(
     decoder_convs=1,
     plannable=False,  # one isotropic stride for every stage: not a topology the planner derives from a spacing
 )
+
+
+def plan_from_weights(encoder_state: dict, stride: int, where: str = "checkpoint") -> NetworkPlan:
+    """The NetworkPlan of a ResidualUNetEncoder state dict (keys without 'encoder.'): features and blocks per
+    stage from the block names, kernel and input channels from the stem. The stride is not in the weights
+    (a strided conv has the shape of an unstrided one): the caller says it."""
+    stem = encoder_state.get("stem.conv1.conv.weight")
+    if stem is None or stem.dim() != 5:
+        raise ValueError(f"{where}: no ResidualUNetEncoder stem ('stem.conv1.conv.weight')")
+    blocks: dict[int, set[int]] = {}
+    for key in encoder_state:
+        match = re.match(r"^stages\.(\d+)\.blocks\.(\d+)\.conv1\.conv\.weight$", key)
+        if match:
+            blocks.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
+    stages = sorted(blocks)
+    if not stages or stages != list(range(len(stages))):
+        raise ValueError(f"{where}: ResidualUNetEncoder stages are not numbered 0..N-1 (found {stages})")
+    features = [int(encoder_state[f"stages.{s}.blocks.0.conv1.conv.weight"].shape[0]) for s in stages]
+    kernel = [int(k) for k in stem.shape[2:]]
+    return NetworkPlan(encoder="residual_unet_encoder", features_per_stage=features,
+                       kernel_sizes=[kernel] * len(stages), strides=[[1, 1, 1]] + [[stride] * 3] * (len(stages) - 1),
+                       n_conv_per_stage=[len(blocks[s]) for s in stages],
+                       n_conv_per_stage_decoder=[1] * (len(stages) - 1), input_channels=int(stem.shape[1]))
