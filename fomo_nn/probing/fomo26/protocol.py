@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ class Fomo26ProbeRequest:
     epochs: int = 20
     batch_size: int = 64
     seed: int = 42
-    extra: dict = field(default_factory=dict)
 
 
 def read_subjects(path: str | Path, request: Fomo26ProbeRequest) -> list[dict]:
@@ -131,7 +130,7 @@ def run_fomo26_probe(request: Fomo26ProbeRequest) -> dict:
               "best_val_auroc": probe.validation_auroc[probe.best_lr],
               "validation_auroc": {str(lr): v for lr, v in probe.validation_auroc.items()},
               "variables": {"feature1": request.feature1_column, "feature2": request.feature2_column},
-              "protocol": {k: v for k, v in asdict(request).items() if k not in ("embeddings", "output", "extra")},
+              "protocol": {k: v for k, v in asdict(request).items() if k not in ("embeddings", "output")},
               **fairness_report(test_labels, test_scores, groups)}
     output = Path(request.output)
     write_json_atomic(output / "predictions.json", {**predictions, "best_head_lr": probe.best_lr})
