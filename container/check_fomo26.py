@@ -699,6 +699,16 @@ def report(outcome: Outcome, task: ValidatorTask, time_limit: float) -> None:
           f"fomo_nn checks: {'PASS' if outcome.fomo_nn_ok else 'FAIL'}")
 
 
+def fomo_nn_app(app: Path, model: Path, predict_args: str | None = None) -> Path:
+    """An /app folder as fomo_nn.def lays it out: predict.py, model/ (the packed folder), predict.args
+    (default `--edition fomo26`, what the FOMO26 build bakes in)."""
+    app.mkdir(parents=True)
+    shutil.copyfile(HERE / "predict.py", app / "predict.py")
+    (app / "model").symlink_to(model.resolve(), target_is_directory=True)
+    (app / "predict.args").write_text((predict_args if predict_args is not None else f"--edition {EDITION}") + "\n")
+    return app
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="check_container.py --edition fomo26", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -742,6 +752,7 @@ def main(argv=None, image_environment: dict | None = None, hostile_environment=N
     if args.predict_args is not None and not args.model:
         parser.error("--predict-args is for --direct --model")
     workspace = Path(tempfile.mkdtemp(prefix=f"fomo26_check_{task.task_id}_"))
+    outcome = Outcome(stopped="not run")
     try:
         env = dict(os.environ)
         if args.hostile_env and hostile_environment is not None:
@@ -749,12 +760,7 @@ def main(argv=None, image_environment: dict | None = None, hostile_environment=N
             env.update(hostile_environment(workspace / "hostile", args.direct))
         if args.direct:
             if args.model:
-                app = workspace / "app"
-                app.mkdir()
-                shutil.copyfile(HERE / "predict.py", app / "predict.py")
-                (app / "model").symlink_to(Path(args.model).resolve(), target_is_directory=True)
-                (app / "predict.args").write_text((args.predict_args if args.predict_args is not None
-                                                   else f"--edition {EDITION}") + "\n")
+                app = fomo_nn_app(workspace / "app", Path(args.model), args.predict_args)
                 env.update(image_environment or {})
             else:
                 app = Path(args.app).resolve()
