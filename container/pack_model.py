@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""Pack a trained model folder for a container: plans + one network-only checkpoint per fold.
+"""Pack what a container answers with: a trained model folder and/or the encoder FOMO26 tasks 6/7 embed with.
 
-Training checkpoints also carry optimizer state, RNG state and options (about 3x the weights);
-a container needs only what inference reads (network, plans, trainer, fold, extra). The chosen
-checkpoint (final or best) is stored as `fold_K/checkpoint_final.pth`, the name the challenge mode
-loads by default, with `packed_from` saying where it came from. The packed folder is loaded once
-at the end as a check.
+Model: training checkpoints also carry optimizer state, RNG state and options (about 3x the weights); a
+container needs only what inference reads (network, plans, trainer, fold, extra). The chosen checkpoint
+(final or best) is stored as `fold_K/checkpoint_final.pth`, the name the challenge mode loads by default,
+with `packed_from` saying where it came from.
+Encoder (`--encoder`, FOMO26 tasks 6 and 7): the checkpoint file is copied unchanged into `OUT/encoder/`
+(any format fomo_nn_embed reads; keep it the pretrained checkpoint the task models were finetuned from,
+as FOMO26 requires one pretrained checkpoint behind every task), with `--encoder-plans` as
+`encoder/plans.json` when the checkpoint does not record its preprocessing.
+The packed folder is loaded once at the end as a check (the container's first call must not be the first
+time it loads).
 
     python container/pack_model.py fomo_nn_results/Dataset002_X/segmentation__fomo_nnPlans__3d_fullres \
-        -o container/model [-f 0 1 2 3 4] [--checkpoint best]
+        -o container/model [-f 0 1 2 3 4] [--checkpoint best] [--encoder pretrain/checkpoint_final.pth]
+    python container/pack_model.py --encoder pretrain/checkpoint_final.pth -o container/model   # tasks 6/7 only
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import sys
 from pathlib import Path
 
 INFERENCE_KEYS = ("network", "plans", "trainer", "fold", "extra")
+ENCODER_FOLDER = "encoder"  # predict.py reads OUT/encoder/
 
 
 def pack(model_dir: Path, output: Path, folds=None, checkpoint: str = "final") -> list[Path]:
@@ -35,25 +42,58 @@ def pack(model_dir: Path, output: Path, folds=None, checkpoint: str = "final") -
         shutil.copyfile(model_dir / "plans.json", output / "plans.json")
     else:
         save_plans(Plans.from_json(load_checkpoint(written[0])["plans"]), output / "plans.json")
+    make_readable(output)
+    load_ensemble(output)
+    return written
+
+
+def pack_encoder(encoder: Path, output: Path, plans_file: Path | None = None) -> int:
+    """Copy the encoder (and its plans) into OUT/encoder/; the embedding length it gives."""
+    from fomo_nn.plans import load_plans
+    from fomo_nn.probing.embedding import load_embedder
+
+    folder = output / ENCODER_FOLDER
+    folder.mkdir(parents=True)
+    if encoder.name == "plans.json":
+        raise SystemExit("pack_model.py: error: --encoder is the checkpoint; its plans go to --encoder-plans")
+    shutil.copyfile(encoder, folder / encoder.name)
+    if plans_file is not None:
+        shutil.copyfile(plans_file, folder / "plans.json")
+    make_readable(output)
+    embedder = load_embedder(str(folder / encoder.name), load_plans(folder / "plans.json") if plans_file else None)
+    return embedder.recipe.length
+
+
+def make_readable(output: Path) -> None:
     for path in [output, *output.rglob("*")]:  # atomic writes are 0600; apptainer runs as the host user
         path.chmod(0o755 if path.is_dir() else 0o644)
-    load_ensemble(output)  # the container's first call must not be the first time this folder loads
-    return written
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", help="<trainer>__<plans>__<configuration> folder")
+    parser.add_argument("model_dir", nargs="?", help="<trainer>__<plans>__<configuration> folder")
     parser.add_argument("-o", "--output", default="container/model", help="packed folder (default container/model)")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to pack (default: all present)")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    parser.add_argument("--encoder", help="FOMO26 tasks 6/7: the encoder checkpoint the container embeds with")
+    parser.add_argument("--encoder-plans", help="plans.json for an encoder that does not record its preprocessing")
     args = parser.parse_args(argv)
+    if not args.model_dir and not args.encoder:
+        parser.error("give a model folder, --encoder, or both")
+    if args.encoder_plans and not args.encoder:
+        parser.error("--encoder-plans goes with --encoder")
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         parser.error(f"{output} is not empty; remove it first")
-    written = pack(Path(args.model_dir), output, args.folds, args.checkpoint)
-    size = sum(p.stat().st_size for p in written) / 2 ** 20
-    print(f"packed {len(written)} fold(s) into {output} ({size:.1f} MiB)")
+    output.mkdir(parents=True, exist_ok=True)
+    if args.model_dir:
+        written = pack(Path(args.model_dir), output, args.folds, args.checkpoint)
+        size = sum(p.stat().st_size for p in written) / 2 ** 20
+        print(f"packed {len(written)} fold(s) into {output} ({size:.1f} MiB)")
+    if args.encoder:
+        length = pack_encoder(Path(args.encoder), output, Path(args.encoder_plans) if args.encoder_plans else None)
+        print(f"packed the encoder {Path(args.encoder).name} into {output / ENCODER_FOLDER} "
+              f"(embeddings of length {length})")
     return 0
 
 

@@ -92,6 +92,19 @@ def embed(argv: list[str], encoder_dir: Path) -> int:
     return 1 if outcome.failed else 0
 
 
+def model_mismatch(plans, rule) -> str | None:
+    """Why a model's channels or labels do not fit a task's arguments and output, or None."""
+    from fomo_nn.challenges.sequences import channel_candidates
+    from fomo_nn.inference.export import label_values
+
+    unserved = [name for name in plans.channel_names if not set(channel_candidates(name)) & set(rule.sequences)]
+    if unserved:
+        return f"no argument of the task serves its channel(s) {unserved}"
+    if rule.label_kind == "mask" and label_values(plans) != [0, *rule.foreground_labels]:
+        return f"it predicts the labels {label_values(plans)}, the task's mask holds {[0, *rule.foreground_labels]}"
+    return None
+
+
 def describe(argv: list[str]) -> int:
     """Load what the image holds and say what it answers; non-zero when it answers nothing."""
     from fomo_nn.challenges.registry import challenge_task
@@ -103,9 +116,14 @@ def describe(argv: list[str]) -> int:
     edition = option_value(argv, "edition")
     answers = []
     if (MODEL_DIR / "plans.json").is_file():
-        load_ensemble(MODEL_DIR)
+        ensemble = load_ensemble(MODEL_DIR)
         task = int(option_value(argv, "task") or task_of_model(MODEL_DIR, edition))
         rule = challenge_task(edition, task)
+        problem = model_mismatch(ensemble.plans, rule)
+        if problem:
+            print(f"predict.py: error: the model at {MODEL_DIR} cannot answer {rule.name} ({rule.title}): {problem}",
+                  file=sys.stderr)
+            return 1
         answers.append(f"{rule.name} ({rule.title}): " + " ".join(f"--{rule.flag(s)}" for s in rule.sequences))
     encoder_dir = MODEL_DIR / ENCODER_FOLDER
     if encoder_dir.is_dir():

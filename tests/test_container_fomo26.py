@@ -303,3 +303,30 @@ def test_the_embedding_entry_point_refuses_what_it_cannot_answer(tmp_path, packe
     vector = np.load(tmp_path / "e.npy")
     assert vector.shape == (24,) and vector.dtype == np.float32 and np.isfinite(vector).all()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".npy", ".json")) == ["e.npy"]  # no recipe
+
+
+def test_pack_model_packs_a_model_and_its_encoder_and_the_image_describes_them(tmp_path, packed_models, capsys):
+    """pack_model.py MODEL --encoder CKPT: the folder predict.py's --describe (the image build's check) loads."""
+    spec = importlib.util.spec_from_file_location("pack_model", REPO / "container" / "pack_model.py")
+    packer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(packer)
+    packed = tmp_path / "model"
+    assert packer.main([str(packed_models[4]), "--encoder", str(packed_models[6] / "encoder" / "encoder.pt"),
+                        "-o", str(packed)]) == 0
+    assert "embeddings of length 24" in capsys.readouterr().out
+    assert sorted(p.relative_to(packed).as_posix() for p in packed.rglob("*") if p.is_file()) == [
+        "encoder/encoder.pt", "fold_0/checkpoint_final.pth", "plans.json"]
+    app = checker.fomo_nn_app(tmp_path / "app", packed)
+    spec = importlib.util.spec_from_file_location("app_predict", app / "predict.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    assert entry.main(["--describe"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "FOMO26 task 4 (trigeminal neuralgia): --t2", "FOMO26 tasks 6 and 7 (embeddings of length 24): --input"]
+    (app / "predict.args").write_text("--empty-mask=keep\n")  # a FOMO25 build: no FOMO25 task takes this model
+    assert entry.main(["--describe"]) == 1
+    assert ("cannot answer FOMO25 task 2 (meningioma): no argument of the task serves its channel(s) ['t2']"
+            in capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        packer.main(["-o", str(tmp_path / "nothing")])
+    assert "give a model folder, --encoder, or both" in capsys.readouterr().err
