@@ -25,6 +25,7 @@ from fomo_nn.preprocessing.case_store import PreprocessedCase
 from fomo_nn.training.base_trainer import BaseTrainer, TrainerOptions
 from fomo_nn.checkpoints.training_state import ADAPTATION
 from fomo_nn.training.data.batch_sources import PatchSource, SubjectPairSource
+from fomo_nn.training.pretraining.batch_memory import fit_batch
 from fomo_nn.training.pretraining.provenance import data_provenance
 from fomo_nn.training.pretraining.subject_split import VALIDATION_FRACTION, group_by_subject, split_by_subject
 
@@ -41,9 +42,17 @@ class PretrainingTrainer(BaseTrainer):
     sampling: ClassVar[str] = "iid"  # iid | subject_pairs
     validation_fraction: ClassVar[float] = VALIDATION_FRACTION
     min_validation_subjects: ClassVar[int] = 1  # 2 where a loss needs negatives from another subject
+    # activation memory of one sample of this method's step / one sample through the plan's U-Net (what the
+    # planner's batch is sized for): the batch is divided by it (batch_memory.py; measured in benchmarks/RESULTS.md)
+    memory_multiplier: ClassVar[float] = 1.0
+    min_batch_size: ClassVar[int] = 1  # the smallest batch the method's loss works with
 
     def __init__(self, plans, preprocessed_dir, output_dir, fold, options: TrainerOptions | None = None):
         super().__init__(plans, preprocessed_dir, output_dir, fold, options)
+        batch = fit_batch(self.plans.batch_size, self.memory_multiplier, self.min_batch_size, self.name,
+                          explicit=self.options.batch_size is not None)
+        if batch != self.plans.batch_size:
+            self.plans = self.plans.replace(batch_size=batch)
         self.check_settings()
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"{type(self).__name__}.sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")

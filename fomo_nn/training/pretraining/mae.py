@@ -43,6 +43,9 @@ def masked_reconstruction(reconstruction: torch.Tensor, target: torch.Tensor, ma
 @register_trainer
 class MAETrainer(PretrainingTrainer):
     name = "mae"
+    # one masked view, encoder + skip-free light decoder: 0.81x the plan's U-Net per sample (measured on CPU,
+    # benchmarks/RESULTS.md): the plan's batch fits as it is
+    memory_multiplier = 0.9
     description = "masked autoencoder: token masking (4^3-16^3, ratio 0.6), skip-free decoder, clean target (local)"
     augmentation_family = "pretraining_reconstruction"
     sampling = "iid"

@@ -37,6 +37,9 @@ def kl_ramp(epoch: int, ramp_epochs: int, weight: float) -> float:
 @register_trainer
 class VAETrainer(PretrainingTrainer):
     name = "vae"
+    # a pair of scans per sample, each encoded and decoded twice (self- and cross-reconstruction): 2.02x
+    # (measured, RESULTS.md)
+    memory_multiplier = 2.1
     description = ("FOMO2JOMO-style VAE: subject/sequence latents, self- and cross-reconstruction, "
                    "latent pull/push, ramped KL; same-session pairs")
     augmentation_family = "pretraining_reconstruction"
