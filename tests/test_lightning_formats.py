@@ -26,7 +26,6 @@ from fomo_nn.cli.evaluate import main as evaluate_main
 from fomo_nn.cli.plan_and_preprocess import main as plan_main
 from fomo_nn.cli.predict import main as predict_main
 from fomo_nn.cli.train import main as train_main
-from fomo_nn.io.errors import BadInputError
 from fomo_nn.networks import build_encoder, load_encoder_weights
 from fomo_nn.plans.records import load_plans
 
@@ -124,6 +123,18 @@ def test_what_each_format_says_the_weights_expect(checkpoints):
     assert [n.scheme for n in baseline.preprocessing.normalization] == ["volume_wise_znorm"]
     assert baseline.network.features_per_stage == [2, 4, 8, 16, 32]
     assert baseline.provenance["hyper_parameters"]["model_name"] == "unet_b_lw_dec"
+
+
+def test_a_bare_baseline_state_dict_reads_as_its_lightning_checkpoint(checkpoints, tmp_path):
+    """The baseline's finetune.py also loads `torch.save(module.state_dict())` files (no Lightning metadata)."""
+    lightning_file = checkpoints["fomo25_baseline"]
+    bare = tmp_path / "unet_b_lw_dec.pth"
+    torch.save(dict(load_checkpoint_file(lightning_file)["state_dict"]), bare)
+    first, second = read_checkpoint(lightning_file), read_checkpoint(bare)
+    assert second.format == "fomo25_baseline" and second.network == first.network
+    assert second.encoder.keys() == first.encoder.keys()
+    assert all(torch.equal(second.encoder[k], first.encoder[k]) for k in first.encoder)
+    assert second.preprocessing.patch_size is None and second.provenance["lightning_version"] is None
 
 
 def test_asparagus_without_its_hydra_config_assumes_stride_2_and_says_so(checkpoints, tmp_path):

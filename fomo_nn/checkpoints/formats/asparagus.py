@@ -103,13 +103,14 @@ def convert(contents: dict, path: Path) -> CheckpointRecord:
         raise BadInputError(path, str(error)) from None
     channels = int(network.input_channels)
     patch = _patch(config, config_path)
+    normalization = [NormalizationPlan(NORMALIZATION, [0.0, 100.0]) for _ in range(channels)]
     preprocessing = ExpectedPreprocessing(channels=channels, spacing=None, patch_size=patch,
-                                          normalization=[NormalizationPlan(NORMALIZATION, [0.0, 100.0]) for _ in range(channels)],
-                                          orientation="RAS")
+                                          normalization=normalization, orientation="RAS")
     provenance = lightning.provenance(
         contents, NAME, network=net_name, source_dataset=(config or {}).get("task"),
         method="masked autoencoder (AMAES)" if _section(config, "training").get("mask_ratio") else None,
-        mask_ratio=_section(config, "training").get("mask_ratio"), hydra_config=str(config_path) if config_path else None,
+        mask_ratio=_section(config, "training").get("mask_ratio"),
+        hydra_config=str(config_path) if config_path else None,
         notes=notes + ["asparagus normalizes the whole volume (gardening-tools volume_wise_znorm), fomo_nn the image "
                        "cropped to its nonzero box (zscore_volume); spacing: native (not resampled in pretraining)"])
     return CheckpointRecord(path=path, format=NAME, encoder={"encoder." + k: v for k, v in encoder.items()},

@@ -1,5 +1,6 @@
 """The FOMO25 baseline's Lightning checkpoints (fomo25/baseline-codebase @ d2df6d40f0baab0a07445944e1a64703acd966fa):
-`unet_b` / `unet_xl` (and their `_lw_dec` pretraining variants) written by Lightning's ModelCheckpoint.
+`unet_b` / `unet_xl` (and their `_lw_dec` pretraining variants) written by Lightning's ModelCheckpoint, or the
+bare LightningModule state dict its finetune.py loads as well (`FOMO25/baseline_pretrained_models` on Hugging Face).
 
 Layout: src/models/self_supervised.py (and supervised_*.py) keep the network at `self.model`, compiled with
 torch.compile when --compile was given, so keys are `model.encoder.*` or `model._orig_mod.encoder.*`;
@@ -33,8 +34,9 @@ NORMALIZATION = "volume_wise_znorm"
 
 
 def detect(contents: dict, path: Path) -> bool:
-    return (lightning.is_lightning(contents) and lightning.has_keys(contents, YUCCA_STEM_NORM)
-            and not lightning.has_keys(contents, VAE_HEAD))
+    """A Lightning checkpoint or the bare module state dict (both load in the baseline's finetune.py)."""
+    return (lightning.has_keys(contents, YUCCA_STEM_NORM, bare=True)
+            and not lightning.has_keys(contents, VAE_HEAD, bare=True))
 
 
 def yucca_record(contents: dict, path: Path, name: str, framework: str, **extra) -> CheckpointRecord:
@@ -48,16 +50,17 @@ def yucca_record(contents: dict, path: Path, name: str, framework: str, **extra)
     with torch.device("meta"):
         target = maxpool_unet.build(network, int(network.input_channels))
     encoder = maxpool_unet.yucca_keys_to_family(yucca, target)
-    hyper = contents.get(lightning.HYPER_PARAMETERS) if isinstance(contents.get(lightning.HYPER_PARAMETERS), dict) else {}
+    hyper = contents.get(lightning.HYPER_PARAMETERS)
+    hyper = hyper if isinstance(hyper, dict) else {}
     patch = hyper.get("patch_size") or (hyper.get("config") or {}).get("patch_size")
     try:
         patch = [int(p) for p in patch] if patch is not None else None
     except (TypeError, ValueError):
         patch = None
     channels = int(network.input_channels)
+    normalization = [NormalizationPlan(NORMALIZATION, [0.0, 99.0]) for _ in range(channels)]
     preprocessing = ExpectedPreprocessing(channels=channels, spacing=list(SPACING), patch_size=patch,
-                                          normalization=[NormalizationPlan(NORMALIZATION, [0.0, 99.0]) for _ in range(channels)],
-                                          orientation="RAS")
+                                          normalization=normalization, orientation="RAS")
     provenance = lightning.provenance(contents, framework, network=hyper.get("model_name"), **extra)
     return CheckpointRecord(path=path, format=name, encoder={"encoder." + k: v for k, v in encoder.items()},
                             network=network, preprocessing=preprocessing, provenance=provenance)

@@ -22,7 +22,7 @@ NAME = "fomo2jomo"
 
 
 def detect(contents: dict, path: Path) -> bool:
-    return lightning.is_lightning(contents) and lightning.has_keys(contents, YUCCA_STEM_NORM, VAE_HEAD)
+    return lightning.has_keys(contents, YUCCA_STEM_NORM, VAE_HEAD, bare=True)
 
 
 def convert(contents: dict, path: Path) -> CheckpointRecord:
