@@ -330,3 +330,41 @@ def test_pack_model_packs_a_model_and_its_encoder_and_the_image_describes_them(t
     with pytest.raises(SystemExit):
         packer.main(["-o", str(tmp_path / "nothing")])
     assert "give a model folder, --encoder, or both" in capsys.readouterr().err
+
+
+ORGANISERS_VALIDATOR = os.environ.get("FOMO26_CONTAINER_VALIDATOR")  # a checkout's container_validator/ folder
+
+
+@pytest.mark.skipif(not ORGANISERS_VALIDATOR, reason="set FOMO26_CONTAINER_VALIDATOR to fomo26/container_templates' "
+                                                     "container_validator/ (@ d442af2) to run the organisers' validator")
+@pytest.mark.parametrize("build", [*BUILDS, GPU_ONLY], ids=lambda b: b.name)
+def test_the_organisers_validator_gives_the_same_verdict_and_messages(tmp_path, capsys, build):
+    """Their validate.py (through tests/apptainer_emulator.py) and check_fomo26 --direct on the same manifest:
+    the same verdict and the same failing checks with the same messages."""
+    import re
+
+    import yaml
+
+    app = build.write(tmp_path / "apps", flags_of(build.task))
+    task = TASKS[build.task]
+    subjects = checker.synthetic_subjects(tmp_path / "data", task, ["swi", "t2s", "swi+t2s"])
+    manifest = tmp_path / "data" / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({task.task_id: {sid: {"inputs": {k: str(p.relative_to(tmp_path / "data"))
+                                                                        for k, p in files.items()}}
+                                                       for sid, files in subjects}}))
+    image = tmp_path / "image.sif"
+    image.write_bytes(b"")
+    emulator = tmp_path / "apptainer"
+    emulator.write_text(f"#!/bin/sh\nexec {sys.executable} {REPO / 'tests' / 'apptainer_emulator.py'} \"$@\"\n")
+    emulator.chmod(0o755)
+    theirs = subprocess.run(
+        [sys.executable, "validate.py", "--task", task.task_id, "--sif", str(image), "--no-gpu", "--apptainer",
+         str(emulator), "--manifest", str(manifest)], cwd=ORGANISERS_VALIDATOR, capture_output=True, text=True,
+        timeout=600, env={**os.environ, "EMULATED_APP": str(app), "EMULATED_APPTAINER_STATE": str(tmp_path / "st")})
+    their_failures = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", theirs.stdout).splitlines()
+                      if line.strip().startswith("[FAIL]")]
+    code, out = run_check("--task", build.task, "--direct", "--app", app, "--no-gpu", "--manifest", manifest,
+                          capsys=capsys)
+    our_failures = [line.strip() for line in out.splitlines() if line.strip().startswith("[FAIL]")]
+    assert (theirs.returncode == 0) == ("RESULT  validator: PASS" in out)
+    assert their_failures == our_failures, (theirs.stdout, out)
