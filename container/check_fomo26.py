@@ -3,9 +3,9 @@
 
 The validator is fomo26/container_templates, container_validator/ @ d442af2 (validate.py, tasks.py,
 preflight.py, preinference.py, runner.py, container_tests.py, output_text.py, output_nifti.py,
-output_numpy.py). This module re-implements its checks (it does not import or copy it); what each task
-takes and writes is read from fomo_nn.challenges' FOMO26 rows (flags, output ending, probability or not,
-largest label), never restated here.
+output_numpy.py). Its checks are re-implemented (not imported or copied): the rules, pure functions, in
+fomo26_rules.py (what each task takes and writes read from fomo_nn.challenges' FOMO26 rows: flags,
+output ending, probability or not, largest label); this module runs them as the validator does.
  0. preflight: the host is Linux; `apptainer --version`; unless --no-gpu `nvidia-smi` and `nvidia-smi -L`
     listing a GPU (preflight.py);
  1. the image: it exists, is a readable regular file (an uploaded project folder is not), ends in `.sif`;
@@ -52,83 +52,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from fomo_nn.challenges.edition import ChallengeTask
-from fomo_nn.challenges.registry import edition
+from fomo26_rules import (EDITION, Check, ValidatorTask, inputs_mapped, length_consistency, output_checks,
+                          predict_arguments, validator_tasks)
 
 HERE = Path(__file__).resolve().parent
-EDITION = "fomo26"
 VALIDATOR = "fomo26/container_templates container_validator @ d442af2"
 TIME_LIMIT_S = 120.0  # per case, on one 80 GB H100 with 32 CPUs (fomo26.github.io)
 VALIDATOR_TIMEOUT_S = 900  # validate.py --timeout default
 INSTANCE_START_TIMEOUT_S = 120  # runner.py start_instance
 PROBE_TIMEOUT_S = 60  # container_tests.py: python --version, nvidia-smi -L
-ONE_OF_ORDER = ("t2s", "swi")  # tasks.py _T2S_OR_SWI: the first of these a subject has is passed
-OUTPUT_FORMATS = {".txt": "txt", ".nii.gz": "nifti", ".npy": "numpy"}
 SIF_MAGIC = b"SIF_MAGIC\x00"  # sylabs/sif sif.go: launch script (32 bytes), magic (10), version (3), arch (3)
 SIF_ARCHES = {b"01": "386", b"02": "amd64", b"03": "arm", b"04": "arm64", b"05": "ppc64", b"06": "ppc64le",
               b"07": "mips", b"08": "mipsle", b"09": "mips64", b"10": "mips64le", b"11": "s390x"}
 EVALUATION_ARCH = "amd64"
-
-
-# ------------------------------------------------------------------------------------ the tasks, from the rows
-@dataclass(frozen=True)
-class ValidatorTask:
-    """One entry of the validator's TASKS, derived from fomo_nn.challenges' rows."""
-
-    task_id: str  # "task1" ... "task5", "task6_and_7"
-    numbers: tuple[int, ...]
-    inputs: tuple[tuple[str, ...], ...]  # per argument: the manifest keys (= flags) that fill it, in preference
-    output_ending: str
-    value_range: tuple[float, float] | None
-    labels: tuple[int, ...] | None  # a mask's allowed values (0 and the row's foreground labels)
-
-    @property
-    def output_format(self) -> str:
-        return OUTPUT_FORMATS[self.output_ending]
-
-    @property
-    def max_label(self) -> int | None:
-        return max(self.labels) if self.labels else None
-
-
-def _options(rule: ChallengeTask, sequences) -> tuple[str, ...]:
-    flags = tuple(rule.flag(s) for s in sequences)
-    ordered = [f for f in ONE_OF_ORDER if f in flags]
-    return tuple(ordered + [f for f in flags if f not in ordered])
-
-
-def validator_task(rule: ChallengeTask, numbers: tuple[int, ...]) -> ValidatorTask:
-    ending = rule.output_endings[0]
-    mask = rule.finetuned and rule.label_kind == "mask"
-    return ValidatorTask(
-        task_id="task" + "_and_".join(map(str, numbers)), numbers=numbers,
-        inputs=tuple(_options(rule, channel.sequences) for channel in rule.channels), output_ending=ending,
-        value_range=(0.0, 1.0) if rule.task_type == "classification" else None,
-        labels=(0, *rule.foreground_labels) if mask else None)
-
-
-def validator_tasks() -> dict[int, ValidatorTask]:
-    """Task number -> its validator task; tasks writing embeddings from the same inputs share one (6 and 7)."""
-    rules = edition(EDITION).tasks
-    shared = tuple(n for n, r in rules.items() if not r.finetuned)
-    tasks = {}
-    for number, rule in rules.items():
-        numbers = shared if number in shared else (number,)
-        tasks[number] = validator_task(rule, numbers)
-    return tasks
-
-
-# ------------------------------------------------------------------------------------ results
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    message: str
-    subject: str | None = None
-
-    def line(self) -> str:
-        subject = f" subject={self.subject!r}" if self.subject else ""
-        return f"[{'PASS' if self.passed else 'FAIL'}] {self.name}{subject} — {self.message}"
 
 
 @dataclass
@@ -149,132 +85,6 @@ class Outcome:
 
     def first_failure(self) -> Check | None:
         return next((c for c in self.checks if not c.passed), None)
-
-
-# ------------------------------------------------------------------------------------ output checks
-def text_checks(path: Path, sid: str, value_range) -> list[Check]:
-    """output_text.py, in validate.py's order; stops at the first failure as the validator does."""
-    checks = []
-    try:
-        path.read_bytes().decode("utf-8")
-        checks.append(Check("output_is_plain_text", True, "Valid UTF-8", sid))
-    except UnicodeDecodeError as error:
-        return [Check("output_is_plain_text", False, f"Not valid UTF-8: {error}", sid)]
-    content = path.read_text(encoding="utf-8").strip()
-    tokens = content.split()
-    if len(tokens) != 1:
-        return checks + [Check("output_is_single_float", False,
-                               f"Expected exactly 1 token, got {len(tokens)}: {content[:100]!r}", sid)]
-    try:
-        value = float(tokens[0])
-    except ValueError:
-        return checks + [Check("output_is_single_float", False, f"{tokens[0]!r} is not a valid float", sid)]
-    checks.append(Check("output_is_single_float", True, f"Value: {tokens[0]}", sid))
-    if not math.isfinite(value):
-        return checks + [Check("output_text_is_finite", False, f"Value {value} is NaN or Inf", sid)]
-    checks.append(Check("output_text_is_finite", True, f"Value {value} is finite", sid))
-    if value_range is not None:
-        low, high = value_range
-        ok = low <= value <= high
-        checks.append(Check("output_probability_in_range", ok, f"Value {value} in [{low}, {high}]" if ok else
-                            f"Value {value} is outside the valid range [{low}, {high}]", sid))
-    return checks
-
-
-def nifti_checks(path: Path, sid: str, inputs: dict[str, Path], max_label: int | None) -> list[Check]:
-    """output_nifti.py, in validate.py's order (load, 3-D, integer, finite, shape of any input, label range)."""
-    try:
-        image = nib.load(str(path))
-    except Exception as error:
-        return [Check("output_is_nifti", False, f"nibabel.load failed: {error}", sid)]
-    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-        return [Check("output_is_nifti", False, f"Loaded object is {type(image).__name__}, not a NIfTI image", sid)]
-    if np.all(image.affine == 0):
-        return [Check("output_is_nifti", False, "NIfTI affine matrix is all zeros (degenerate geometry)", sid)]
-    if not np.all(np.isfinite(image.affine)):
-        return [Check("output_is_nifti", False, "NIfTI affine matrix contains NaN or Inf values", sid)]
-    checks = [Check("output_is_nifti", True, f"Valid NIfTI, shape {image.shape}", sid)]
-    shape = image.shape
-    checks.append(Check("output_is_3d", len(shape) == 3, f"Shape {shape}" if len(shape) == 3 else
-                        f"Expected 3D array, got shape {shape}", sid))
-    if not checks[-1].passed:
-        return checks
-    data = np.asanyarray(image.dataobj)
-    if np.issubdtype(data.dtype, np.integer):
-        checks.append(Check("output_dtype_is_integer", True, f"Integer dtype: {data.dtype}", sid))
-    elif np.issubdtype(data.dtype, np.floating):
-        ok = bool(np.array_equal(data, np.round(data)))
-        checks.append(Check("output_dtype_is_integer", ok, f"Float dtype {data.dtype} but integer-valued" if ok
-                            else f"Float dtype {data.dtype} contains non-integer label values", sid))
-    else:
-        checks.append(Check("output_dtype_is_integer", False, f"Dtype {data.dtype} is neither integer nor float", sid))
-    if not checks[-1].passed:
-        return checks
-    finite = not np.issubdtype(data.dtype, np.floating) or bool(np.all(np.isfinite(data)))
-    checks.append(Check("output_nifti_is_finite", finite, "All values finite" if finite
-                        else "NIfTI volume contains NaN or Inf values", sid))
-    if not finite:
-        return checks
-    shapes = [tuple(nib.load(str(p)).shape[:3]) for p in inputs.values()]
-    ok = tuple(shape[:3]) in shapes
-    checks.append(Check("output_shape_matches_any_input", ok, f"Output shape {tuple(shape[:3])} matches an input "
-                        f"shape" if ok else f"Output shape {tuple(shape[:3])} does not match any input shape {shapes}",
-                        sid))
-    if not ok or max_label is None:
-        return checks
-    if data.size == 0:
-        return checks + [Check("output_labels_in_range", False, "Output volume is empty", sid)]
-    low, high = int(np.min(data)), int(np.max(data))
-    if low < 0:
-        checks.append(Check("output_labels_in_range", False, f"Negative label {low} found; labels must be >= 0", sid))
-    elif high > max_label:
-        checks.append(Check("output_labels_in_range", False,
-                            f"Max label {high} exceeds allowed max_label={max_label}", sid))
-    else:
-        checks.append(Check("output_labels_in_range", True, f"Labels in [0, {max_label}], observed [{low}, {high}]",
-                            sid))
-    return checks
-
-
-def numpy_checks(path: Path, sid: str) -> tuple[list[Check], int | None]:
-    """output_numpy.py, in validate.py's order; also the length for the cross-subject check."""
-    try:
-        array = np.load(str(path), allow_pickle=False)
-    except Exception as error:
-        return [Check("output_is_numpy_file", False, f"np.load failed: {error}", sid)], None
-    checks = [Check("output_is_numpy_file", True, f"dtype={array.dtype}, shape={array.shape}", sid)]
-    floating = np.issubdtype(array.dtype, np.floating)
-    checks.append(Check("output_is_float_array", floating, f"dtype={array.dtype}" if floating else
-                        f"Expected floating-point dtype, got {array.dtype}", sid))
-    if not floating:
-        return checks, None
-    squeezed = np.squeeze(array)
-    one_d = squeezed.ndim == 1
-    checks.append(Check("output_is_1d_vector", one_d, f"1-D vector with {squeezed.shape[0]} elements" if one_d
-                        else f"Expected 1-D array after squeezing, got shape {squeezed.shape}", sid))
-    if not one_d:
-        return checks, None
-    finite = bool(np.all(np.isfinite(array)))
-    checks.append(Check("output_numpy_is_finite", finite, "All values finite" if finite
-                        else "Array contains NaN or Inf values", sid))
-    return checks, int(squeezed.shape[0]) if finite else None
-
-
-def length_consistency(lengths: dict[str, int]) -> Check:
-    """output_numpy.py check_embedding_dim_consistency (run when more than one subject wrote an embedding)."""
-    if len(set(lengths.values())) == 1:
-        return Check("embedding_dim_consistency", True,
-                     f"All {len(lengths)} embeddings have consistent dimension {next(iter(lengths.values()))}")
-    detail = ", ".join(f"{s}={d}" for s, d in sorted(lengths.items()))
-    return Check("embedding_dim_consistency", False, f"Inconsistent embedding dimensions across subjects: {detail}")
-
-
-def output_checks(task: ValidatorTask, path: Path, sid: str, inputs: dict[str, Path]) -> tuple[list[Check], int | None]:
-    if task.output_format == "txt":
-        return text_checks(path, sid, task.value_range), None
-    if task.output_format == "nifti":
-        return nifti_checks(path, sid, inputs, task.max_label), None
-    return numpy_checks(path, sid)
 
 
 def fomo_nn_output_problems(task: ValidatorTask, path: Path, inputs: dict[str, Path]) -> list[str]:
@@ -394,32 +204,6 @@ def synthetic_subjects(root: Path, task: ValidatorTask, sessions) -> list[tuple[
     return subjects
 
 
-def inputs_mapped(task: ValidatorTask, subjects) -> Check:
-    """preinference.py check_required_inputs_are_mapped."""
-    if not subjects:
-        return Check("required_inputs_are_mapped", False, "No subjects found in manifest")
-    missing = []
-    for sid, provided in subjects:
-        for options in task.inputs:
-            if len(options) == 1 and options[0] not in provided:
-                missing.append(f"{sid}: required input {options[0]!r} is missing")
-            elif len(options) > 1 and not any(k in provided for k in options):
-                missing.append(f"{sid}: needs one of [{', '.join(repr(k) for k in options)}] but none provided")
-    if missing:
-        return Check("required_inputs_are_mapped", False, "; ".join(missing))
-    return Check("required_inputs_are_mapped", True, f"All {len(subjects)} subject(s) have required inputs")
-
-
-def predict_arguments(task: ValidatorTask, inputs: dict[str, Path], output_name: str, input_root: str,
-                      output_root: str) -> list[str]:
-    """validate.py _build_predict_args: one file per argument (t2s before swi), then --output."""
-    arguments = []
-    for options in task.inputs:
-        key = next(k for k in options if k in inputs)
-        arguments += [f"--{key}", f"{input_root}/{inputs[key].name}"]
-    return arguments + ["--output", f"{output_root}/{output_name}"]
-
-
 # ------------------------------------------------------------------------------------ runners
 @dataclass
 class Completed:
@@ -441,9 +225,11 @@ def run_command(command: list[str], timeout: float, env: dict | None = None) -> 
 
 def gpu_list_check(name: str, completed: Completed, where: str) -> Check:
     if not completed.returncode == 0:
-        return Check(name, False, f"nvidia-smi -L failed{where} (rc={completed.returncode}): {completed.stderr.strip()}")
+        return Check(name, False,
+                     f"nvidia-smi -L failed{where} (rc={completed.returncode}): {completed.stderr.strip()}")
     gpus = [line for line in completed.stdout.splitlines() if line.strip().startswith("GPU")]
-    return Check(name, bool(gpus), f"{len(gpus)} GPU(s) found{where}" if gpus else f"nvidia-smi -L listed no GPUs{where}")
+    return Check(name, bool(gpus), f"{len(gpus)} GPU(s) found{where}" if gpus
+                 else f"nvidia-smi -L listed no GPUs{where}")
 
 
 class ApptainerRunner:
@@ -456,14 +242,16 @@ class ApptainerRunner:
     def preflight_tool(self) -> Check:
         done = run_command([self.executable, "--version"], 15, self.env)
         if done.returncode == 127:
-            return Check("apptainer_is_installed", False, f"{self.executable!r} not found on PATH — install Apptainer")
+            return Check("apptainer_is_installed", False,
+                         f"{self.executable!r} not found on PATH — install Apptainer")
         ok = done.returncode == 0
         return Check("apptainer_is_installed", ok, (done.stdout.strip() or "version OK") if ok else
                      f"failed: {done.stderr.strip()}")
 
     def image_checks(self) -> list[Check]:
         path = self.image
-        checks = [Check("container_file_exists", path.exists(), str(path) if path.exists() else f"No file found at {path}")]
+        checks = [Check("container_file_exists", path.exists(),
+                        str(path) if path.exists() else f"No file found at {path}")]
         if not path.exists():
             return checks
         if not path.is_file():
@@ -589,7 +377,8 @@ def run_subject(runner, task: ValidatorTask, sid: str, files: dict[str, Path], f
     seconds = time.perf_counter() - start
     outcome.seconds[sid] = seconds
     if done.timed_out:
-        outcome.checks.append(Check("prediction_runs_successfully", False, f"predict.py timed out after {timeout}s", sid))
+        outcome.checks.append(Check("prediction_runs_successfully", False,
+                                    f"predict.py timed out after {timeout}s", sid))
         return
     if done.returncode != 0:
         outcome.checks.append(Check("prediction_runs_successfully", False, f"predict.py exited with "
@@ -722,17 +511,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="--direct: fomo_nn's image, this packed model folder at /app/model "
                                         "(container/predict.py as /app/predict.py)")
     parser.add_argument("--app", help="--direct: any /app folder (its predict.py is run as it is)")
-    parser.add_argument("--predict-args", default=None, help="--direct --model: /app/predict.args (what "
-                                                             "--build-arg PREDICT_ARGS bakes in), e.g. '--edition fomo26'")
+    parser.add_argument("--predict-args", default=None,
+                        help="--direct --model: /app/predict.args (what --build-arg PREDICT_ARGS bakes in; "
+                             "default '--edition fomo26')")
     parser.add_argument("--manifest", help="the validator's data/manifest.yaml (default: synthetic subjects)")
     parser.add_argument("--sessions", nargs="+", choices=sorted(SESSION_KINDS), default=["swi", "t2s"],
                         help="synthetic data, tasks 1-2: one subject per kind of session (default: swi, t2s)")
     parser.add_argument("--no-gpu", dest="gpu", action="store_false",
                         help="the validator's --no-gpu: no nvidia-smi checks, no --nvccli (the container sees no GPU)")
     parser.add_argument("--timeout", type=float, default=VALIDATOR_TIMEOUT_S,
-                        help=f"seconds before a prediction is killed (the validator's --timeout, {VALIDATOR_TIMEOUT_S})")
+                        help=f"seconds before a prediction is killed (the validator's --timeout, "
+                             f"{VALIDATOR_TIMEOUT_S})")
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S,
-                        help=f"per-case limit fomo_nn's check holds cases to (default {TIME_LIMIT_S:.0f} s, the rules')")
+                        help=f"per-case limit fomo_nn's check holds cases to (default {TIME_LIMIT_S:.0f} s, "
+                             "the rules')")
     parser.add_argument("--hostile-env", action="store_true",
                         help="run with host settings that break a container that trusts the host environment")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")

@@ -21,6 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "container"))
 import check_fomo26 as checker  # noqa: E402
+import fomo26_rules as rules  # noqa: E402
 
 from builders import simple_plans  # noqa: E402
 from fomo26_corrupted_builds import BUILDS, GPU_ONLY  # noqa: E402
@@ -29,7 +30,7 @@ from test_embed import TINY  # noqa: E402
 from test_fomo26_challenge import write_task4_model  # noqa: E402
 from test_inference import write_model  # noqa: E402
 
-TASKS = checker.validator_tasks()
+TASKS = rules.validator_tasks()
 
 
 def flags_of(task: int) -> tuple[str, ...]:
@@ -50,27 +51,27 @@ def test_the_validators_tasks_are_read_from_the_fomo26_rows():
 
 def test_one_of_t2s_and_swi_is_passed_t2s_first(tmp_path):
     files = {key: tmp_path / f"{key}.nii.gz" for key in ("flair", "dwi", "adc", "swi", "t2s")}
-    arguments = checker.predict_arguments(TASKS[1], files, "sub_1.txt", "/input", "/output")
+    arguments = rules.predict_arguments(TASKS[1], files, "sub_1.txt", "/input", "/output")
     pairs = dict(zip(arguments[::2], arguments[1::2]))
     assert pairs == {"--dwi": "/input/dwi.nii.gz", "--flair": "/input/flair.nii.gz", "--adc": "/input/adc.nii.gz",
                      "--t2s": "/input/t2s.nii.gz", "--output": "/output/sub_1.txt"}
     del files["t2s"]
-    assert "--swi" in checker.predict_arguments(TASKS[1], files, "x.txt", "/input", "/output")
+    assert "--swi" in rules.predict_arguments(TASKS[1], files, "x.txt", "/input", "/output")
     del files["swi"]
-    mapped = checker.inputs_mapped(TASKS[1], [("sub_1", files)])
+    mapped = rules.inputs_mapped(TASKS[1], [("sub_1", files)])
     assert not mapped.passed and mapped.message == "sub_1: needs one of ['t2s', 'swi'] but none provided"
 
 
 def test_output_checks_follow_the_validator_and_fomo_nn_is_stricter(tmp_path):
     row = np.ones((1, 16))
     np.save(tmp_path / "row.npy", row)
-    checks, length = checker.numpy_checks(tmp_path / "row.npy", "a")
+    checks, length = rules.numpy_checks(tmp_path / "row.npy", "a")
     assert all(c.passed for c in checks) and length == 16  # squeezed, float64: the validator takes it
     assert "1-D float32" in checker.fomo_nn_output_problems(TASKS[6], tmp_path / "row.npy", {})[0]
-    assert not checker.length_consistency({"a": 16, "b": 12}).passed
-    assert checker.length_consistency({"a": 16, "b": 16}).passed
+    assert not rules.length_consistency({"a": 16, "b": 12}).passed
+    assert rules.length_consistency({"a": 16, "b": 16}).passed
     np.save(tmp_path / "ints.npy", np.arange(4))
-    assert checker.numpy_checks(tmp_path / "ints.npy", "a")[0][-1].message == "Expected floating-point dtype, got int64"
+    assert rules.numpy_checks(tmp_path / "ints.npy", "a")[0][-1].message == "Expected floating-point dtype, got int64"
 
     reference = tmp_path / "t2.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), np.diag([1.0, 1.0, 2.0, 1.0])), str(reference))
@@ -80,12 +81,12 @@ def test_output_checks_follow_the_validator_and_fomo_nn_is_stricter(tmp_path):
         ("negative", np.full((6, 5, 4), -1, np.int16), np.eye(4), "output_labels_in_range"),
     ]:
         nib.save(nib.Nifti1Image(data, affine), str(tmp_path / f"{name}.nii.gz"))
-        checks = checker.nifti_checks(tmp_path / f"{name}.nii.gz", "a", {"t2": reference}, 2)
+        checks = rules.nifti_checks(tmp_path / f"{name}.nii.gz", "a", {"t2": reference}, 2)
         assert [c.name for c in checks if not c.passed] == [failing], (name, checks)
     good = np.zeros((6, 5, 4), np.uint8)
     good[1, 1, 1] = 2
     nib.save(nib.Nifti1Image(good, np.eye(4)), str(tmp_path / "moved.nii.gz"))
-    assert all(c.passed for c in checker.nifti_checks(tmp_path / "moved.nii.gz", "a", {"t2": reference}, 2))
+    assert all(c.passed for c in rules.nifti_checks(tmp_path / "moved.nii.gz", "a", {"t2": reference}, 2))
     problems = checker.fomo_nn_output_problems(TASKS[4], tmp_path / "moved.nii.gz", {"t2": reference})
     assert problems == ["the mask's affine differs from that of --t2, the input of its shape"]
 
@@ -335,8 +336,9 @@ def test_pack_model_packs_a_model_and_its_encoder_and_the_image_describes_them(t
 ORGANISERS_VALIDATOR = os.environ.get("FOMO26_CONTAINER_VALIDATOR")  # a checkout's container_validator/ folder
 
 
-@pytest.mark.skipif(not ORGANISERS_VALIDATOR, reason="set FOMO26_CONTAINER_VALIDATOR to fomo26/container_templates' "
-                                                     "container_validator/ (@ d442af2) to run the organisers' validator")
+@pytest.mark.skipif(not ORGANISERS_VALIDATOR,
+                    reason="set FOMO26_CONTAINER_VALIDATOR to fomo26/container_templates' container_validator/ "
+                           "(@ d442af2) to run the organisers' validator")
 @pytest.mark.parametrize("build", [*BUILDS, GPU_ONLY], ids=lambda b: b.name)
 def test_the_organisers_validator_gives_the_same_verdict_and_messages(tmp_path, capsys, build):
     """Their validate.py (through tests/apptainer_emulator.py) and check_fomo26 --direct on the same manifest:
