@@ -15,6 +15,8 @@ time it loads).
     python container/pack_model.py fomo_nn_results/Dataset002_X/segmentation__fomo_nnPlans__3d_fullres \
         -o container/model [-f 0 1 2 3 4] [--checkpoint best] [--encoder pretrain/checkpoint_final.pth]
     python container/pack_model.py --encoder pretrain/checkpoint_final.pth -o container/model   # tasks 6/7 only
+    python container/pack_model.py --task-model 1 MODEL_1 --task-model 4 MODEL_4 --encoder CKPT -o container/model
+        # one image serving several tasks: OUT/task<N>/ each (predict.py tells the task from the call's arguments)
 """
 from __future__ import annotations
 
@@ -75,11 +77,17 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", default="container/model", help="packed folder (default container/model)")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds to pack (default: all present)")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    parser.add_argument("--task-model", nargs=2, action="append", metavar=("N", "MODEL_DIR"), default=[],
+                        help="one of several tasks the image serves: packed into OUT/task<N>/ (repeat per task)")
     parser.add_argument("--encoder", help="FOMO26 tasks 6/7: the encoder checkpoint the container embeds with")
     parser.add_argument("--encoder-plans", help="plans.json for an encoder that does not record its preprocessing")
     args = parser.parse_args(argv)
-    if not args.model_dir and not args.encoder:
-        parser.error("give a model folder, --encoder, or both")
+    if not args.model_dir and not args.encoder and not args.task_model:
+        parser.error("give a model folder (or --task-model N MODEL_DIR ...), --encoder, or both")
+    if args.model_dir and args.task_model:
+        parser.error("give one model folder, or --task-model per task, not both")
+    if any(not number.isdigit() for number, _ in args.task_model):
+        parser.error("--task-model N MODEL_DIR: N is a task number")
     if args.encoder_plans and not args.encoder:
         parser.error("--encoder-plans goes with --encoder")
     output = Path(args.output)
@@ -90,6 +98,9 @@ def main(argv=None) -> int:
         written = pack(Path(args.model_dir), output, args.folds, args.checkpoint)
         size = sum(p.stat().st_size for p in written) / 2 ** 20
         print(f"packed {len(written)} fold(s) into {output} ({size:.1f} MiB)")
+    for number, model_dir in args.task_model:
+        written = pack(Path(model_dir), output / f"task{int(number)}", args.folds, args.checkpoint)
+        print(f"packed {len(written)} fold(s) of task {int(number)} into {output / f'task{int(number)}'}")
     if args.encoder:
         length = pack_encoder(Path(args.encoder), output, Path(args.encoder_plans) if args.encoder_plans else None)
         print(f"packed the encoder {Path(args.encoder).name} into {output / ENCODER_FOLDER} "

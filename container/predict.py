@@ -12,7 +12,9 @@ Everything this script uses lies beside it, so the host's environment (which App
 neither validator uses --cleanenv / --containall) cannot redirect it:
 - `model/`: the packed model folder (all its folds are ensembled); the task is the one that model
   answers in the edition (`--edition`, default FOMO25: classification -> 1, segmentation -> 2,
-  regression -> 3; FOMO26 also by the model's channels) unless `--task` is given;
+  regression -> 3; FOMO26 also by the model's channels) unless `--task` is given; or, for an image
+  serving several tasks, `model/task<N>/` folders, the task of a call told by its arguments and output
+  ending (tasks whose calls look alike, FOMO26's 3 and 5, cannot share an image: --describe refuses);
 - `model/encoder/`: FOMO26 tasks 6 and 7, the encoder checkpoint (one file, plus `plans.json` when the
   checkpoint does not record its preprocessing) that `--input` scans are embedded with, by fomo_nn's
   embedder (fomo_nn.probing.embedding: the whole scan through the sliding window, pooled);
@@ -34,6 +36,7 @@ MODEL_DIR = APP_DIR / "model"
 OPTIONS_FILE = APP_DIR / "predict.args"
 ENCODER_FOLDER = "encoder"
 ENCODER_SIDE_FILES = ("plans.json",)
+TASK_FOLDER = "task"  # model/task<N>/: one of several tasks an image serves
 
 
 def option_value(argv: list[str], name: str) -> str | None:
@@ -92,6 +95,38 @@ def embed(argv: list[str], encoder_dir: Path) -> int:
     return 1 if outcome.failed else 0
 
 
+def task_folders() -> dict[int, Path]:
+    """`model/task<N>/` folders holding a model (an image serving several tasks); empty for a single model."""
+    if (MODEL_DIR / "plans.json").is_file():
+        return {}
+    return {int(f.name[len(TASK_FOLDER):]): f for f in sorted(MODEL_DIR.glob(f"{TASK_FOLDER}*"))
+            if f.name[len(TASK_FOLDER):].isdigit() and (f / "plans.json").is_file()}
+
+
+def call_signature(rule) -> tuple[frozenset, tuple[str, ...]]:
+    """What the validator's call for a task looks like: its flags and its output endings."""
+    return frozenset(rule.flag(s) for s in rule.sequences), rule.output_endings
+
+
+def task_of_call(folders: dict[int, Path], edition: str | None, flags: set[str], output: str | None) -> int:
+    """The one packed task whose arguments and output ending the call has; ValueError naming why not."""
+    from fomo_nn.challenges.registry import challenge_task
+
+    fitting = []
+    for number in folders:
+        rule = challenge_task(edition, number)
+        takes, endings = call_signature(rule)
+        required = {rule.flag(s) for s in rule.required_sequences}
+        one_of = {rule.flag(s) for s in rule.alternative_sequences}
+        if (flags <= takes and required <= flags and (not one_of or one_of & flags)
+                and output is not None and output.lower().endswith(endings)):
+            fitting.append(number)
+    if len(fitting) != 1:
+        raise ValueError(f"the arguments {sorted('--' + f for f in flags)} and --output {output} fit "
+                         f"{'none' if not fitting else 'more than one'} of the packed tasks {sorted(folders)}")
+    return fitting[0]
+
+
 def model_mismatch(plans, rule) -> str | None:
     """Why a model's channels or labels do not fit a task's arguments and output, or None."""
     from fomo_nn.challenges.sequences import channel_candidates
@@ -115,14 +150,22 @@ def describe(argv: list[str]) -> int:
 
     edition = option_value(argv, "edition")
     answers = []
+    models = task_folders()
     if (MODEL_DIR / "plans.json").is_file():
-        ensemble = load_ensemble(MODEL_DIR)
-        task = int(option_value(argv, "task") or task_of_model(MODEL_DIR, edition))
+        models = {int(option_value(argv, "task") or task_of_model(MODEL_DIR, edition)): MODEL_DIR}
+    seen = {}
+    for task, folder in models.items():
+        ensemble = load_ensemble(folder)
         rule = challenge_task(edition, task)
         problem = model_mismatch(ensemble.plans, rule)
         if problem:
-            print(f"predict.py: error: the model at {MODEL_DIR} cannot answer {rule.name} ({rule.title}): {problem}",
+            print(f"predict.py: error: the model at {folder} cannot answer {rule.name} ({rule.title}): {problem}",
                   file=sys.stderr)
+            return 1
+        twin = seen.setdefault(call_signature(rule), task)
+        if twin != task:
+            print(f"predict.py: error: {rule.name} and task {twin} are called with the same arguments and output "
+                  f"ending, so one image cannot serve both: build one image for each", file=sys.stderr)
             return 1
         answers.append(f"{rule.name} ({rule.title}): " + " ".join(f"--{rule.flag(s)}" for s in rule.sequences))
     encoder_dir = MODEL_DIR / ENCODER_FOLDER
@@ -132,7 +175,8 @@ def describe(argv: list[str]) -> int:
                                  else None)
         answers.append(f"FOMO26 tasks 6 and 7 (embeddings of length {embedder.recipe.length}): --input")
     if not answers:
-        print(f"predict.py: error: {MODEL_DIR} holds neither a model (plans.json) nor an {ENCODER_FOLDER}/ folder",
+        print(f"predict.py: error: {MODEL_DIR} holds no model (plans.json, or {TASK_FOLDER}<N>/ folders) and no "
+              f"{ENCODER_FOLDER}/ folder",
               file=sys.stderr)
         return 1
     print("\n".join(answers))
@@ -154,6 +198,18 @@ def main(argv=None) -> int:
     from fomo_nn.challenges.registry import challenge_task
     from fomo_nn.inference.challenge import FLAGS, main as challenge_main, task_of_model
 
+    folders = task_folders()
+    if folders:  # several tasks in one image: the call says which
+        edition, task = option_value(argv, "edition"), option_value(argv, "task")
+        given = {a[2:].split("=")[0] for a in argv if a.startswith("--") and a[2:].split("=")[0] in FLAGS}
+        try:
+            task = int(task) if task else task_of_call(folders, edition, given, option_value(argv, "output"))
+            if task not in folders:
+                raise ValueError(f"task {task} is not packed (packed: {sorted(folders)})")
+        except ValueError as error:
+            print(f"predict.py: error: this image serves several tasks: {error}", file=sys.stderr)
+            return 2
+        return challenge_main(["--task", str(task), *argv], default_model_dir=str(folders[task]), prog="predict.py")
     if not any(a == "--task" or a.startswith("--task=") for a in argv):
         edition = option_value(argv, "edition")
         try:

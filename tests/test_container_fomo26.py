@@ -330,7 +330,7 @@ def test_pack_model_packs_a_model_and_its_encoder_and_the_image_describes_them(t
             in capsys.readouterr().err)
     with pytest.raises(SystemExit):
         packer.main(["-o", str(tmp_path / "nothing")])
-    assert "give a model folder, --encoder, or both" in capsys.readouterr().err
+    assert "give a model folder (or --task-model N MODEL_DIR ...), --encoder, or both" in capsys.readouterr().err
 
 
 ORGANISERS_VALIDATOR = os.environ.get("FOMO26_CONTAINER_VALIDATOR")  # a checkout's container_validator/ folder
@@ -370,3 +370,45 @@ def test_the_organisers_validator_gives_the_same_verdict_and_messages(tmp_path, 
     our_failures = [line.strip() for line in out.splitlines() if line.strip().startswith("[FAIL]")]
     assert (theirs.returncode == 0) == ("RESULT  validator: PASS" in out)
     assert their_failures == our_failures, (theirs.stdout, out)
+
+
+def load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_image_serves_several_tasks_told_apart_by_the_call(tmp_path, packed_models, capsys):
+    """pack_model.py --task-model 1 .. 2 .. 4 .. --encoder: one /app answers tasks 1, 2, 4 and 6/7, each passing
+    the validator; tasks 3 and 5 (the same call) are refused as one image."""
+    packer = load_module("pack_model", REPO / "container" / "pack_model.py")
+    packed = tmp_path / "model"
+    assert packer.main(["--task-model", "1", str(packed_models[1]), "--task-model", "2", str(packed_models[2]),
+                        "--task-model", "4", str(packed_models[4]),
+                        "--encoder", str(packed_models[6] / "encoder" / "encoder.pt"), "-o", str(packed)]) == 0
+    app = checker.fomo_nn_app(tmp_path / "app", packed)
+    entry = load_module("app_predict", app / "predict.py")
+    capsys.readouterr()
+    assert entry.main(["--describe"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "FOMO26 task 1 (infarct): --dwi --flair --adc --swi --t2s",
+        "FOMO26 task 2 (meningioma): --dwi --flair --swi --t2s",
+        "FOMO26 task 4 (trigeminal neuralgia): --t2", "FOMO26 tasks 6 and 7 (embeddings of length 24): --input"]
+    for task in (1, 2, 4, 6):
+        subjects = checker.synthetic_subjects(tmp_path / f"data{task}", TASKS[task], ["t2s"])
+        outcome = checker.validate(InProcessRunner(app, False, dict(os.environ)), TASKS[task], subjects, gpu=False,
+                                   timeout=600, time_limit=checker.TIME_LIMIT_S, workspace=tmp_path / f"run{task}")
+        assert outcome.validator_ok and outcome.fomo_nn_ok, (task, outcome.checks, outcome.problems)
+    scan = subjects[0][1]["input"]
+    assert entry.main(["--t1", str(scan), "--output", str(tmp_path / "age.txt")]) == 2
+    assert "fit none of the packed tasks [1, 2, 4]" in capsys.readouterr().err
+
+    both = tmp_path / "both"
+    assert packer.main(["--task-model", "3", str(packed_models[3]), "--task-model", "5", str(packed_models[5]),
+                        "-o", str(both)]) == 0
+    entry = load_module("app_predict_35", checker.fomo_nn_app(tmp_path / "app35", both) / "predict.py")
+    capsys.readouterr()
+    assert entry.main(["--describe"]) == 1
+    assert ("FOMO26 task 5 and task 3 are called with the same arguments and output ending, so one image cannot "
+            "serve both" in capsys.readouterr().err)
