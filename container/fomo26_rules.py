@@ -54,7 +54,7 @@ def validator_task(rule: ChallengeTask, numbers: tuple[int, ...]) -> ValidatorTa
     return ValidatorTask(
         task_id="task" + "_and_".join(map(str, numbers)), numbers=numbers,
         inputs=tuple(_options(rule, channel.sequences) for channel in rule.channels), output_ending=ending,
-        value_range=(0.0, 1.0) if rule.task_type == "classification" else None,
+        value_range=(0.0, 1.0) if rule.finetuned and rule.label_kind == "class" else None,  # a probability
         labels=(0, *rule.foreground_labels) if mask else None)
 
 

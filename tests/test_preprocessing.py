@@ -403,7 +403,7 @@ def test_volume_wise_znorm_scheme_through_preprocessing_stays_in_unit_range(tmp_
     default, _, _ = preprocess_case([file], plans.replace(normalization=[default_normalization()]))
     assert default.min() < 0 and abs(float(default[default != 0].mean())) < 0.2  # z-scored, not [0, 1]
     with pytest.raises(ValueError, match=r"unknown normalization scheme 'minmax' \(known: zscore_foreground, "
-                                         r"volume_wise_znorm\)"):
+                                         r"volume_wise_znorm, zscore_volume\)"):
         preprocess_case([file], plans.replace(normalization=[default_normalization().__class__(scheme="minmax")]))
 
 

@@ -121,15 +121,15 @@ def test_an_unknown_normalization_scheme_fails_when_the_plans_are_read(tmp_path,
     folder = build_preprocessed(tmp_path, "regression", num_cases=2, shape=(32, 32, 32))
     path = folder / "plans.json"
     data = json.loads(path.read_text())
-    data["normalization"][0]["scheme"] = "zscore_typo"
+    data["normalization"][0]["scheme"] = "zscore_foregrond"
     path.write_text(json.dumps(data))
     with pytest.raises(BadInputError) as error:
         load_plans(folder)
     assert error.value.path == str(path)
-    assert ("plans normalization[0]: unknown normalization scheme 'zscore_typo'; did you mean 'zscore_foreground'? "
-            "(known: zscore_foreground, volume_wise_znorm)") in error.value.problem
+    assert ("plans normalization[0]: unknown normalization scheme 'zscore_foregrond'; did you mean 'zscore_foreground'? "
+            "(known: zscore_foreground, volume_wise_znorm, zscore_volume)") in error.value.problem
     assert train_main(["Dataset900_Tiny", "all", "--plans", str(path), "--output", str(tmp_path / "out")]) == 2
-    assert "zscore_typo" in capsys.readouterr().err and _files(tmp_path / "out") == []
+    assert "zscore_foregrond" in capsys.readouterr().err and _files(tmp_path / "out") == []
 
 
 def _case_files(folder, case_id):
