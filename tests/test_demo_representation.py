@@ -28,7 +28,7 @@ def test_representation_track_embeds_probes_and_reports(tmp_path):
     assert summary["split_counts"] == list(split_counts(csv_path)) and sum(summary["split_counts"]) == 10
     assert set(summary["encoders"]) == {"random:0", "random:1"}
     for name, row in summary["encoders"].items():
-        assert row["feature_dim"] == 24 and row["n_test"] == 15
+        assert row["feature_dim"] == 48 and row["n_test"] == 15
         assert 0 <= row["overall"]["ovr_auroc"] <= 1 and 0 <= row["fairness_score"]["ovr_auroc"]["score"] <= 1
         vectors = list((tmp_path / "embeddings" / name.replace(":", "_")).glob("sub-*.npy"))
         assert len(vectors) == 30 and all(np.isfinite(np.load(v)).all() for v in vectors)

@@ -47,7 +47,7 @@ def test_folder_of_mixed_geometries_bad_scans_named_and_resume(world, tmp_path, 
     assert "series.nii.gz: expected a 3D image but it is 4D" in captured.err
     assert "truncated.nii.gz: unreadable" in captured.err
     recipe = json.loads((out / "embedding_recipe.json").read_text())
-    assert recipe["length"] == embedding_length(random_encoder(plans, 0), "all_stages") == 4 + 8 + 12
+    assert recipe["length"] == embedding_length(random_encoder(plans, 0), "all_stages_avgmax") == 2 * (4 + 8 + 12)
     vectors = {}
     for ptid in ("ras", "lps", "coarse", "big"):
         vector = np.load(out / f"{ptid}.npy")

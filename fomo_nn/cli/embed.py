@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output folder, or a .npy file for one scan")
     parser.add_argument("--plans", help="plans.json whose spacing, patch and normalization to use "
                                         "(default: the checkpoint's)")
-    parser.add_argument("--stages", choices=STAGE_POOLINGS, default="all_stages",
-                        help="which stage features each tile gives (default all_stages)")
+    parser.add_argument("--stages", choices=STAGE_POOLINGS, default="all_stages_avgmax",
+                        help="which stage features each tile gives (default: every stage's average and maximum; "
+                             "benchmarks/RESULTS.md, issue 23)")
     parser.add_argument("--windows", choices=WINDOW_POOLINGS, default="brain_weighted",
                         help="how tiles are averaged (default: weighted by their share of brain voxels)")
     parser.add_argument("--step", type=float, default=0.5, help="sliding-window step as a fraction of the patch")

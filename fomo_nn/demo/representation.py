@@ -98,7 +98,7 @@ def representation_section(pipeline) -> list[str]:
     train, val, test = summary["split_counts"]
     lines = ["", "## Representation track (FOMO26 tasks 6-7)", "",
              f"The probing cohort (control, small-vessel disease, ventriculomegaly; age and sex independent of the "
-             f"class) embedded by each encoder (fomo_nn_embed: whole-brain sliding window, every stage pooled), "
+             f"class) embedded by each encoder (fomo_nn_embed: whole-brain sliding window, every stage's average and maximum), "
              f"then the organisers' linear probe (fomo_nn_probe --protocol fomo26: 13 learning rates, 20 epochs, "
              f"chosen by validation AUROC; {train}/{val}/{test} subjects per class) and their fairness score "
              f"(1 - the largest gap between age bins {summary['age_bins']} and between sexes, averaged).", "",
