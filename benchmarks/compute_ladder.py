@@ -588,6 +588,10 @@ def main(argv=None) -> int:
     if sorted(set(args.rungs)) != args.rungs or args.rungs[0] < 1:
         print("error: --rungs must be increasing positive multiples of the budget's pretraining", file=sys.stderr)
         return 2
+    if args.finetune_rung != "auto" and (not args.finetune_rung.isdigit() or int(args.finetune_rung) not in args.rungs):
+        print(f"error: --finetune-rung must be auto or one of --rungs ({args.rungs}), got {args.finetune_rung}",
+              file=sys.stderr)
+        return 2
     if args.random_encoders < 1 or args.finetune_seeds < 1:
         print("error: --random-encoders and --finetune-seeds must be at least 1", file=sys.stderr)
         return 2

@@ -12,9 +12,9 @@ views) on a tiny world whose answer is known before the run, and returns (passed
 - contrastive_site: subjects carry an anatomy class (a bright blob in the left or right half) and are
   scanned at two sites whose only difference is a nuisance (site B: contrast inverted inside the head
   and a different intensity offset). Positives are the same subject at the two sites (as `positives:
-  subject` pairs scans of one subject). After training, the site explains a smaller share of the variance
-  of the projections (the output NT-Xent acts on) than it does for the same network untrained (the
-  objective removes what differs within a pair), while the anatomy class stays decodable from the
+  subject` pairs scans of one subject). After training, the site explains under a quarter of the share of
+  the projections' variance (the output NT-Xent acts on) that it explains for the same network untrained
+  (the objective removes what differs within a pair; same-site positives shrink it far less), while the anatomy class stays decodable from the
   pooled bottleneck (cross-validated linear probe accuracy >= 0.8: it tells subjects apart). The same
   share on the pooled bottleneck (what probes and finetuning read) is measured beside it: it falls on
   most seeds but not all (RESULTS.md, "Issue 25"); linear-probe accuracy of the site saturates near 1.0
@@ -113,6 +113,12 @@ def site_world(rng: np.random.Generator, subjects: int) -> tuple[torch.Tensor, t
     return as_tensor(site_a), as_tensor(site_b), anatomy
 
 
+# cross-site positives must cut the site's share to under a quarter of the untrained network's: "lower than
+# untrained" alone also passed with same-site positives (contrastive training shrinks the site's share
+# somewhat whatever the pairs; RESULTS.md, "Issue 25"), so it would not catch positives that never cross sites
+SITE_SHARE_FACTOR = 0.25
+
+
 def _standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(dim=(2, 3, 4), keepdim=True)) / x.std(dim=(2, 3, 4), keepdim=True)
 
@@ -142,10 +148,11 @@ def pooled(model, volumes: torch.Tensor, projection: bool = False) -> np.ndarray
         return (model(volumes) if projection else model.embed(volumes)).numpy()
 
 
-def check_contrastive_site(seed: int, steps: int = 60, subjects: int = 24, shuffled: bool = False,
+def check_contrastive_site(seed: int, steps: int = 60, subjects: int = 24, pairing: str = "cross_site",
                            lr: float = 1e-3, on: str = "projection") -> tuple[bool, dict]:
-    """`shuffled`: the control, positives of two different subjects (a pairing bug): nothing ties a subject's
-    two sites together, so the check has no known answer and should not pass reliably."""
+    """`pairing`: cross_site (the check: one subject at both sites), or the controls: same_site (two
+    jittered views of one scan: nothing asks for site invariance) and shuffled (subject i at one site with
+    subject j at the other: still cross-site, so site invariance is still asked for)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     settings = {**contrastive_settings(), "projection_hidden": 64, "projection_dim": 32}
@@ -163,8 +170,10 @@ def check_contrastive_site(seed: int, steps: int = 60, subjects: int = 24, shuff
         chosen = torch.as_tensor(rng.choice(subjects, batch, replace=False))
         swap = torch.as_tensor(rng.integers(0, 2, batch).astype(bool))[:, None, None, None, None]
         a = torch.where(swap, site_b[chosen], site_a[chosen])
-        partner = chosen.roll(1) if shuffled else chosen
+        partner = chosen.roll(1) if pairing == "shuffled" else chosen
         b = torch.where(swap, site_a[partner], site_b[partner])
+        if pairing == "same_site":
+            b = a
         views = [jitter_intensity(_standardise(v), float(settings["view_jitter"]), generator) for v in (a, b)]
         projections = model(torch.cat(views))
         loss, _ = contrastive_loss(projections, chosen, settings)
@@ -182,17 +191,22 @@ def check_contrastive_site(seed: int, steps: int = 60, subjects: int = 24, shuff
         numbers[f"{name}_site_accuracy"] = linear_decodability(features, sites, seed)
         numbers[f"{name}_anatomy_accuracy"] = linear_decodability(features, labels, seed)
     share = "site_share_projection" if on == "projection" else "site_share"
-    passed = (numbers[f"trained_{share}"] < numbers[f"random_{share}"]
+    passed = (numbers[f"trained_{share}"] < SITE_SHARE_FACTOR * numbers[f"random_{share}"]
               and numbers["trained_anatomy_accuracy"] >= 0.8)
     return passed, numbers
 
 
-def control_contrastive_shuffled_positives(seed: int, **settings) -> tuple[bool, dict]:
-    return check_contrastive_site(seed, shuffled=True, **settings)
+def control_contrastive_same_site(seed: int, **settings) -> tuple[bool, dict]:
+    return check_contrastive_site(seed, pairing="same_site", **settings)
+
+
+def control_contrastive_shuffled(seed: int, **settings) -> tuple[bool, dict]:
+    return check_contrastive_site(seed, pairing="shuffled", **settings)
 
 
 CHECKS = {"mae_low_frequency": check_mae_low_frequency, "contrastive_site": check_contrastive_site,
-          "control_contrastive_shuffled_positives": control_contrastive_shuffled_positives}
+          "control_contrastive_same_site": control_contrastive_same_site,
+          "control_contrastive_shuffled": control_contrastive_shuffled}
 
 
 def main(argv=None) -> int:

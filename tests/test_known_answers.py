@@ -42,5 +42,5 @@ def test_mae_reconstructs_masked_low_frequency_content_better_than_the_visible_m
 def test_contrastive_with_cross_site_positives_removes_site_and_keeps_anatomy(seed):
     passed, numbers = _checks().check_contrastive_site(seed)
     assert passed, numbers
-    assert numbers["trained_site_share_projection"] < numbers["random_site_share_projection"]
+    assert numbers["trained_site_share_projection"] < 0.25 * numbers["random_site_share_projection"]
     assert numbers["trained_anatomy_accuracy"] >= 0.8
