@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from builders import simple_plans
+from dataset_conversion.sample_data.probing_cohort import generate_probing_cohort
 from fomo_nn.demo.representation import representation_section, run_representation_track, split_counts
 from fomo_nn.plans.records import NetworkPlan, save_plans
 
@@ -21,7 +22,8 @@ def test_representation_track_embeds_probes_and_reports(tmp_path):
     pipeline = SimpleNamespace(workdir=tmp_path, seed=0, methods=(), device="cpu",
                                budget=SimpleNamespace(sample_size="tiny", random_probe_seeds=2),
                                pretraining_folder="Dataset001_FOMO60K", preprocessed=lambda f: preprocessed / f,
-                               pretraining_checkpoint=lambda m: Path("unused"))
+                               pretraining_checkpoint=lambda m: Path("unused"),
+                               generate_probing_cohort=lambda: generate_probing_cohort(tmp_path / "sample_data", 0, "tiny"))
     result = run_representation_track(pipeline)
     summary = json.loads(Path(result["summary"]).read_text())
     csv_path = tmp_path / "sample_data" / "fomo26" / "probing" / "subjects.csv"

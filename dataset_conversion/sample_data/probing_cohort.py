@@ -119,3 +119,23 @@ def write_subjects_csv(out_dir: str | Path, records: list[dict]) -> Path:
         writer.writerow([r["ptid"], r["selected_cohort"], r["age"], r["sex"], r["site"],
                          str((out_dir / r["image"]).resolve())])
     return write_file(out_dir / "fomo26" / "probing" / SUBJECTS_CSV, text.getvalue())
+
+
+def generate_probing_cohort(sample_dir: str | Path, seed: int, size: str) -> Path:
+    """The probing cohort of the sample world at `size` beside the sample data (kept when it is there);
+    returns its subjects CSV. The demo calls this for sample worlds generated before the cohort existed."""
+    from dataset_conversion.sample_data.config import config_for_size
+    from dataset_conversion.sample_data.fomo26_world import FOMO26_PRESETS  # imports this module's siblings
+    from dataset_conversion.sample_data.sites import build_sites
+
+    sample_dir = Path(sample_dir)
+    path = sample_dir / "fomo26" / "probing" / SUBJECTS_CSV
+    if path.is_file():
+        return path
+    config = config_for_size(size)
+    grid = AnatomyGrid(tuple(config.grid_shape), float(config.voxel_mm))
+    sites = build_sites(seed)
+    count = FOMO26_PRESETS[size if size in FOMO26_PRESETS else "small"].probing_subjects
+    records = [run_cohort_subject(plan, grid, seed, sample_dir)
+               for plan in plan_cohort(count, seed, sites["finetune"] + sites["test"])]
+    return write_subjects_csv(sample_dir, records)

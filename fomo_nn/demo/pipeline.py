@@ -171,6 +171,15 @@ class DemoPipeline:
         write_text_atomic(self.workdir / "sample_data" / "test_sites.csv", "case_id,group\n" + "\n".join(rows) + "\n")
         return {"counts": meta.get("counts")}
 
+    def generate_probing_cohort(self) -> Path | None:
+        """The sample world's FOMO26 probing cohort (its subjects CSV), generated on first use; None when the demo
+        runs on data it did not generate."""
+        if self.budget.sample_size is None:
+            return None
+        from dataset_conversion.sample_data.probing_cohort import generate_probing_cohort
+
+        return generate_probing_cohort(self.workdir / "sample_data", self.seed, self.budget.sample_size)
+
     def convert(self) -> dict:
         from fomo_nn.cli.convert import main as convert
 

@@ -23,27 +23,6 @@ from fomo_nn.probing.fomo26.protocol import Fomo26ProbeRequest, run_fomo26_probe
 from fomo_nn.utils.files import write_json_atomic
 
 AGE_BINS = "55:0,70:1,1000:2"  # the cohort's ages lie in 40-85 years: three bins of about equal size
-COHORT_CSV = Path("fomo26") / "probing" / "subjects.csv"
-
-
-def generate_cohort(sample_dir: Path, seed: int, size: str) -> Path:
-    """The probing cohort of the sample world at `size` (skipped when it is there)."""
-    from dataset_conversion.sample_data.config import config_for_size
-    from dataset_conversion.sample_data.fomo26_world import FOMO26_PRESETS
-    from dataset_conversion.sample_data.probing_cohort import plan_cohort, run_cohort_subject, write_subjects_csv
-    from dataset_conversion.sample_data.sites import build_sites
-    from dataset_conversion.sample_data.tissues import AnatomyGrid
-
-    path = sample_dir / COHORT_CSV
-    if path.is_file():
-        return path
-    config = config_for_size(size)
-    grid = AnatomyGrid(tuple(config.grid_shape), float(config.voxel_mm))
-    sites = build_sites(seed)
-    count = FOMO26_PRESETS[size if size in FOMO26_PRESETS else "small"].probing_subjects
-    records = [run_cohort_subject(plan, grid, seed, sample_dir)
-               for plan in plan_cohort(count, seed, sites["finetune"] + sites["test"])]
-    return write_subjects_csv(sample_dir, records)
 
 
 def split_counts(csv_path: Path) -> tuple[int, int, int]:
@@ -55,12 +34,9 @@ def split_counts(csv_path: Path) -> tuple[int, int, int]:
 
 
 def run_representation_track(pipeline) -> dict:
-    sample_dir = pipeline.workdir / "sample_data"
-    if pipeline.budget.sample_size is not None:
-        generate_cohort(sample_dir, pipeline.seed, pipeline.budget.sample_size)
-    csv_path = sample_dir / COHORT_CSV
-    if not csv_path.is_file():
-        return {"skipped": f"no probing cohort at {csv_path}"}
+    csv_path = pipeline.generate_probing_cohort()
+    if csv_path is None:
+        return {"skipped": "no probing cohort: the demo runs on data it did not generate"}
     plans = load_plans(pipeline.preprocessed(pipeline.pretraining_folder))
     encoders = {f"random:{seed}": f"random:{seed}" for seed in range(pipeline.budget.random_probe_seeds)}
     encoders.update({f"pretrained_{m}": str(pipeline.pretraining_checkpoint(m)) for m in pipeline.methods})
