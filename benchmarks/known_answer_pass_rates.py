@@ -7,15 +7,15 @@ views) on a tiny world whose answer is known before the run, and returns (passed
 - mae_low_frequency: volumes that are sums of a few low-frequency cosines (smooth: a masked 4^3 token
   is determined by its visible surroundings). After training, the MAE's reconstruction of the masked
   voxels of new volumes has a lower mean squared error than filling them with the mean of the visible
-  voxels (the best constant a network that ignores the context could give). A broken mask (e.g. the
-  target leaking or the loss on the wrong region) or a decoder that cannot use the encoder fails it.
+  voxels (the best constant a network that ignores the context could give). A loss on the wrong region,
+  a mask the network never sees, or a decoder that cannot use the encoder's context fails it.
 - contrastive_site: subjects carry an anatomy class (a bright blob in the left or right half) and are
   scanned at two sites whose only difference is a nuisance (site B: contrast inverted inside the head
   and a different intensity offset). Positives are the same subject at the two sites (as `positives:
   subject` pairs scans of one subject). After training, the site explains under a quarter of the share of
   the projections' variance (the output NT-Xent acts on) that it explains for the same network untrained
-  (the objective removes what differs within a pair; same-site positives shrink it far less), while the anatomy class stays decodable from the
-  pooled bottleneck (cross-validated linear probe accuracy >= 0.8: it tells subjects apart). The same
+  (the objective removes what differs within a pair; same-site positives shrink it far less), while the
+  anatomy class stays decodable from the pooled bottleneck (cross-validated linear probe accuracy >= 0.8: it tells subjects apart). The same
   share on the pooled bottleneck (what probes and finetuning read) is measured beside it: it falls on
   most seeds but not all (RESULTS.md, "Issue 25"); linear-probe accuracy of the site saturates near 1.0
   for both encoders and is printed only. `--set on=pooled` checks the pooled share instead.
@@ -62,7 +62,9 @@ def smooth_volumes(rng: np.random.Generator, count: int, components: int = 4) ->
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
             wavelength = rng.uniform(8, 24)
-            volumes[index] += rng.normal() * np.cos(2 * np.pi * (direction @ grid) / wavelength + rng.uniform(0, 2 * np.pi))
+            amplitude = rng.normal()  # drawn before the phase: the order the pass rates were measured with
+            phase = 2 * np.pi * (direction @ grid) / wavelength + rng.uniform(0, 2 * np.pi)
+            volumes[index] += amplitude * np.cos(phase)
     volumes = (volumes - volumes.mean(axis=1, keepdims=True)) / volumes.std(axis=1, keepdims=True)
     return torch.tensor(volumes.reshape(count, 1, *PATCH), dtype=torch.float32)
 
