@@ -111,6 +111,8 @@ def test_batch_size_capped_by_dataset_fraction_and_option():
     capped = plan_from_fingerprint(fingerprint, SEG_SPEC, _options(base_features=8, max_features=32,
                                                                    max_patch_edge=32, max_batch_size=4))
     assert capped.batch_size == 4
+    # what memory alone allows is recorded for the methods that cost more per sample (batch_memory.py)
+    assert capped.memory_batch_size == plans.memory_batch_size > plans.batch_size
 
 
 def test_max_patch_edge_never_exceeded_even_when_padding():

@@ -110,7 +110,7 @@ def plan_from_fingerprint(fingerprint: dict, spec: DatasetSpec, options: Planner
     return Plans(
         dataset_name=dataset_name or spec.name, task_type=spec.task_type, channel_names=channels,
         target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
-        patch_size=sizing.patch_size, batch_size=sizing.batch_size,
+        patch_size=sizing.patch_size, batch_size=sizing.batch_size, memory_batch_size=sizing.memory_batch_size,
         normalization=[default_normalization(options.normalization) for _ in channels], network=sizing.network,
         training=default_training_plan(spec.task_type), augmentation=augmentation_preset(family),
         augmentation_family=family, method={},

@@ -24,7 +24,7 @@ from fomo_nn.io import BadInputError
 from fomo_nn.planning.family_defaults import default_training_plan
 from fomo_nn.planning.memory import estimate_feature_map_elements, feature_map_budget
 from fomo_nn.planning.planner import PlannerOptions, case_arrays, median_resampled_shape, output_channels
-from fomo_nn.planning.sizing import batch_size_for
+from fomo_nn.planning.sizing import batch_size_for, memory_batch_size
 from fomo_nn.planning.topology import MIN_FEATURE_MAP_EDGE, round_up
 from fomo_nn.plans.records import NetworkPlan, NormalizationPlan, Plans, load_plans
 
@@ -189,6 +189,7 @@ def plan_like(alone: Plans, source: Plans | CheckpointRecord | LikeSource, sourc
                      f"({', '.join(sorted({n.scheme for n in normalization}))}) is used")
     used = alone.replace(target_spacing=target_spacing, spacing_reason=spacing_reason, median_shape=median_shape,
                          patch_size=patch, batch_size=batch, normalization=normalization, network=network,
+                         memory_batch_size=memory_batch_size(estimate, feature_map_budget(options.sizing.gpu_memory_gb)),
                          training=default_training_plan(spec.task_type, finetuning=True))
     differences = plan_differences(alone, used)
     used.plans_like = {"source": str(source_path), "source_dataset": source.name,

@@ -53,6 +53,10 @@ class Sizing:
     budget: float  # per-sample elements that fit at REFERENCE_BATCH_SIZE
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def memory_batch_size(self) -> int:
+        return memory_batch_size(self.estimate, self.budget)
+
 
 def network_from_topology(topology: Topology, options: SizingOptions, input_channels: int, fusion: str) -> NetworkPlan:
     stages = topology.num_stages
@@ -126,10 +130,15 @@ def fit_patch(spacing, median_shape, options: SizingOptions, input_channels: int
     return topology, network, estimate, notes
 
 
+def memory_batch_size(estimate: int, budget: float) -> int:
+    """The batch the memory budget alone allows for a sample of `estimate` feature-map elements."""
+    return max(int(round(budget / max(estimate, 1) * REFERENCE_BATCH_SIZE)), 1)
+
+
 def batch_size_for(estimate: int, budget: float, patch_size, dataset_voxels: float, options: SizingOptions
                    ) -> tuple[int, str]:
     """(batch size, reason): memory headroom, at least min_batch_size, at most 5 % of the dataset."""
-    by_memory = int(round(budget / max(estimate, 1) * REFERENCE_BATCH_SIZE))
+    by_memory = memory_batch_size(estimate, budget)
     by_dataset = int(round(dataset_voxels * options.max_dataset_fraction / float(np.prod(patch_size))))
     batch = max(min(by_memory, by_dataset), options.min_batch_size)
     reason = (f"batch size {batch}: memory allows {by_memory}, {options.max_dataset_fraction:.0%} of the dataset's "

@@ -240,11 +240,15 @@ class Plans:
     plans_like: dict | None = None  # provenance when planned like a pretrained checkpoint
     notes: list[str] = field(default_factory=list)  # why the planner decided what it decided
     storage: StoragePlan | None = None  # None: the default for this patch size (plans from before the field)
+    # the batch the memory budget alone allows (before the dataset-size and --max-batch-size caps): pretraining
+    # methods whose step costs more memory per sample scale from it (training/pretraining/batch_memory.py);
+    # None: plans from before the field
+    memory_batch_size: int | None = None
 
     FIELD_RULES: ClassVar[dict] = {
         "dataset_name": text(), "task_type": text(), "channel_names": listing(text()),
         "target_spacing": triple(number(0.0, open_low=True)), "median_shape": triple(number(0.0, open_low=True)),
-        "patch_size": triple(integer(1)), "batch_size": integer(1),
+        "patch_size": triple(integer(1)), "batch_size": integer(1), "memory_batch_size": optional(integer(1)),
         "labels": optional((lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),
                             "an object of integer values")),
         "auxiliary_labels": optional((lambda v: isinstance(v, dict) and all(_is_int(x) for x in v.values()),

@@ -50,7 +50,7 @@ class PretrainingTrainer(BaseTrainer):
     def __init__(self, plans, preprocessed_dir, output_dir, fold, options: TrainerOptions | None = None):
         super().__init__(plans, preprocessed_dir, output_dir, fold, options)
         batch = fit_batch(self.plans.batch_size, self.memory_multiplier, self.min_batch_size, self.name,
-                          explicit=self.options.batch_size is not None)
+                          explicit=self.options.batch_size is not None, memory_batch=self.plans.memory_batch_size)
         if batch != self.plans.batch_size:
             self.plans = self.plans.replace(batch_size=batch)
         self.check_settings()
