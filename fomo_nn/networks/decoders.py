@@ -9,7 +9,8 @@ import torch
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
 from torch import nn
 
-from fomo_nn.networks.encoders import CONV_BIAS, CONV_OP, NONLIN, NONLIN_KWARGS, NORM_KWARGS, NORM_OP, initialize_weights
+from fomo_nn.networks.encoders import initialize_weights
+from fomo_nn.networks.families.dna_common import CONV_BIAS, CONV_OP, NONLIN, NONLIN_KWARGS, NORM_KWARGS, NORM_OP
 
 
 def conv_block(in_channels: int, out_channels: int, kernel_size) -> ConvDropoutNormReLU:

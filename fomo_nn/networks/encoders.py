@@ -13,7 +13,7 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from torch import nn
 
 # nnU-Net's 3D conventions, which fomo_nn's decoders use whatever the encoder family
-from fomo_nn.networks.families.dna_common import CONV_BIAS, CONV_OP, NONLIN, NONLIN_KWARGS, NORM_KWARGS, NORM_OP
+from fomo_nn.networks.families.dna_common import nnunet_layer_ops
 from fomo_nn.networks.families.registry import FAMILY_NAMES, network_family
 from fomo_nn.plans.records import FUSION_MODES, NetworkPlan
 
@@ -87,14 +87,7 @@ def decoder_spec(encoder: nn.Module) -> SimpleNamespace:
         output_channels=list(encoder.output_channels),
         strides=[list(s) for s in encoder.strides],
         kernel_sizes=[list(k) for k in encoder.kernel_sizes],
-        conv_op=CONV_OP,
-        conv_bias=CONV_BIAS,
-        norm_op=NORM_OP,
-        norm_op_kwargs=dict(NORM_KWARGS),
-        dropout_op=None,
-        dropout_op_kwargs=None,
-        nonlin=NONLIN,
-        nonlin_kwargs=dict(NONLIN_KWARGS),
+        **nnunet_layer_ops(),
     )
 
 
