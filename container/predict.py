@@ -74,7 +74,7 @@ def embed_parser() -> argparse.ArgumentParser:
 def embed(argv: list[str], encoder_dir: Path) -> int:
     """`--input SCAN --output OUT.npy`: a 1-D float32 embedding, of one length for every scan."""
     args = embed_parser().parse_args(argv)
-    from fomo_nn.io.errors import BadInputError
+    from fomo_nn.utils.errors import BadInputError
     from fomo_nn.plans import load_plans
     from fomo_nn.probing.embedding import load_embedder
     from fomo_nn.probing.embedding_run import run_embedding

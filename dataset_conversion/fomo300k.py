@@ -32,7 +32,7 @@ from fomo_nn.datasets.dataset_json import DatasetSpec, save_dataset_json
 from fomo_nn.datasets.manifest import MANIFEST_NAME, Manifest, ManifestImage
 from fomo_nn.datasets.validation import check_image_files
 from fomo_nn.challenges.layout import hidden_folders_note
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.utils.files import write_json_atomic
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fomo_nn.challenges.layout import natural_key, split_image_name
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 SOURCE_FOLDER = re.compile(r"^(PT\d+)(?:_.*)?$")
 OPENNEURO_FOLDER = re.compile(r"^ds\d+")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset_conversion.fomo300k_layout import sequence_stem, source_key
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 _MISSING = {"", "n/a", "na", "nan", "none", "null", "unknown", "-", "?"}
 _VENDORS = (("siemens", "Siemens"), ("ge ", "GE"), ("general electric", "GE"), ("philips", "Philips"),

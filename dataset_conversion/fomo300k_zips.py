@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import NoSpaceLeftError, is_no_space
 
 _KEPT_ENDINGS = (".nii.gz", ".nii", ".json")

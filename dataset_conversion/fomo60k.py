@@ -21,7 +21,7 @@ from fomo_nn.datasets.dataset_json import DatasetSpec, save_dataset_json
 from fomo_nn.datasets.manifest import MANIFEST_NAME, Manifest, ManifestImage
 from fomo_nn.datasets.validation import check_image_files
 from fomo_nn.challenges.layout import CorpusImage, hidden_folders_note, sequence_family, walk_fomo60k
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import write_json_atomic
 
 DEFAULT_NAME = "FOMO60K"

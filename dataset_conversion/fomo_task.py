@@ -38,7 +38,7 @@ from fomo_nn.challenges.layout import (TaskSubject, find_task_label, find_task_s
                                        hidden_folders_note, natural_key)
 from fomo_nn.challenges.registry import challenge_task
 from fomo_nn.io import read_image
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.preprocessing.parallel import run_parallel
 from fomo_nn.utils.files import write_text_atomic
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.paths import DATASET_PATTERN, dataset_folder_name, raw_root
 from fomo_nn.utils.files import atomic_path
 

@@ -8,7 +8,7 @@ import torch
 
 from fomo_nn.augmentation import (TASK_FAMILIES, build_augmentation_pipeline, default_augmentation_plan,
                                   initial_patch_size, merge_augmentation_plans, resolve_augmentation_plan)
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 
 

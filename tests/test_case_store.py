@@ -16,7 +16,7 @@ import pytest
 from builders import make_segmentation_dataset, simple_plans
 from preprocessed_builders import build_preprocessed, cases_of, tiny_plans
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans.records import Plans, load_plans, save_plans
 from fomo_nn.preprocessing import case_store, runner
 from fomo_nn.preprocessing.array_store import (BLOCK_BYTES, CHUNK_BYTES, StoredArray, case_geometry, default_storage,

@@ -21,7 +21,7 @@ from fomo_nn.checkpoints.loading import load_checkpoint_file
 from fomo_nn.checkpoints.registry import CHECKPOINT_FORMATS, read_checkpoint
 from fomo_nn.cli.export_encoder import main as export_main
 from fomo_nn.cli.train import main as train_main
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import adaptation_record, build_pretraining_network, encoder_state_dict
 from preprocessed_builders import build_preprocessed, tiny_plans
 

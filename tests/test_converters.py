@@ -18,7 +18,7 @@ from fomo_nn.datasets.cases import list_cases, list_supervised_cases
 from fomo_nn.datasets.dataset_json import load_dataset_json
 from fomo_nn.datasets.manifest import load_manifest
 from fomo_nn.datasets.validation import read_grid, validate_raw_dataset
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 SHAPE = (16, 18, 16)
 AFFINE = np.array([[-1.0, 0, 0, 10], [0, 1.2, 0, -20], [0, 0, 1.0, 5], [0, 0, 0, 1]])

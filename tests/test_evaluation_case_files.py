@@ -4,7 +4,7 @@ import pytest
 
 from fomo_nn.evaluation.case_files import find_masks, find_scalars
 from fomo_nn.evaluation.masks import check_same_grid, read_mask
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 
 def _write(path, text):

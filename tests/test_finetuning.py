@@ -8,7 +8,7 @@ import torch
 
 from fomo_nn.cli.train import main as train_main
 from fomo_nn.inference.case_prediction import load_trained_model
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import EncoderMismatchError, adaptation_record, build_pretraining_network, encoder_state_dict
 from fomo_nn.plans import load_plans
 from fomo_nn.training.base_trainer import TrainerOptions

@@ -22,7 +22,7 @@ from dataset_conversion.fomo300k_zips import ZipJob, extract_session
 from fomo_nn.cli.convert import main as convert_main
 from fomo_nn.datasets.cases import list_cases
 from fomo_nn.datasets.manifest import load_manifest
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 AFFINE = np.diag([4.0, 4.0, 4.0, 1.0])
 

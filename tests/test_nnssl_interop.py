@@ -28,7 +28,7 @@ from fomo_nn.cli.export_encoder import main as export_main
 from fomo_nn.cli.plan_and_preprocess import main as plan_main
 from fomo_nn.cli.predict import main as predict_main
 from fomo_nn.cli.train import main as train_main
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_encoder, load_encoder_weights
 from fomo_nn.plans.records import load_plans
 

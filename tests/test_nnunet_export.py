@@ -27,7 +27,7 @@ from fomo_nn.inference.case_prediction import evaluation_mode
 from fomo_nn.inference.inputs import discover_cases
 from fomo_nn.inference.model_folder import load_ensemble
 from fomo_nn.inference.predictor import EnsemblePredictor, PredictionSettings
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans import save_plans
 from fomo_nn.preprocessing.case_preprocessing import preprocess_case
 from fomo_nn.preprocessing.case_store import write_case

@@ -29,7 +29,7 @@ from builders import make_segmentation_dataset, simple_plans
 from preprocessed_builders import build_preprocessed, tiny_plans
 from toy_trainer import ToyRegressionTrainer
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans.records import load_plans, save_plans
 from fomo_nn.preprocessing import runner
 from fomo_nn.preprocessing.case_files import case_paths

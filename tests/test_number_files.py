@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.io.number_file import read_number_file
 
 

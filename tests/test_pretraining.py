@@ -11,7 +11,7 @@ from scipy.ndimage import gaussian_filter
 
 from fomo_nn.cli.export_encoder import export_encoder
 from fomo_nn.cli.export_encoder import main as export_main
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network, build_from_record, load_encoder_weights, stem_weight_keys
 from fomo_nn.plans import Plans, load_plans, save_plans
 from fomo_nn.preprocessing.case_store import PreprocessedCase, write_case

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_pretraining_network
 from fomo_nn.networks.adaptation import AdaptationRecord, adaptation_record, build_from_record
 from fomo_nn.checkpoints import training_state as ckpt

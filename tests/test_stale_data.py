@@ -13,7 +13,7 @@ from builders import make_classification_dataset
 from fomo_nn.cli.plan_and_preprocess import main as plan_and_preprocess_main
 from fomo_nn.cli.plan_and_preprocess import main_plan, main_preprocess
 from fomo_nn.cli.train import main as train_main
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans import load_plans, save_plans
 from fomo_nn.preprocessing.case_files import case_paths
 from fomo_nn.preprocessing.case_store import list_cases

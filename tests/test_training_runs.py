@@ -8,7 +8,7 @@ import torch
 
 from fomo_nn.cli.train import main as train_main
 from fomo_nn.inference.model_folder import ModelFolderName
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.plans import load_plans
 from fomo_nn.training.base_trainer import TrainerOptions

@@ -27,7 +27,7 @@ from dataset_conversion.sample_data.probing_cohort import plan_cohort, run_cohor
 from dataset_conversion.sample_data.sites import build_sites
 from dataset_conversion.sample_data.task_cases import plan_task_cases, run_task_case
 from dataset_conversion.sample_data.tissues import AnatomyGrid
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.preprocessing.parallel import run_parallel
 
 METADATA_FILE = "sample_data.json"

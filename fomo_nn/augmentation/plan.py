@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 SPATIAL_DEFAULTS: dict = {
     "random_crop": False,  # False: centre crop of the (larger) read patch; the loader already chose where

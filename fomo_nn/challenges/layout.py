@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 IMAGE_ENDINGS = (".nii.gz", ".nii")
 FIRST_SESSIONS = ("ses_1", "ses-01")  # a finetuning case's session: FOMO25's name, FOMO26's

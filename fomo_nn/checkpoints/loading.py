@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 

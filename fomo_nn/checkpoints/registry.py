@@ -14,7 +14,7 @@ from fomo_nn.checkpoints.formats import asparagus, fomo2jomo, fomo25_baseline
 from fomo_nn.checkpoints.formats import fomo_nn_encoder, fomo_nn_training, nnssl, safetensors_config
 from fomo_nn.checkpoints.loading import METADATA, STATE_DICT, load_checkpoint_file
 from fomo_nn.checkpoints.record import CheckpointRecord
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_encoder
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 

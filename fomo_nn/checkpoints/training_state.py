@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fomo_nn.checkpoints.loading import load_checkpoint_file
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import NoSpaceLeftError, write_atomically
 from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys
 

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fomo_nn.io.errors import BadInputError
+    from fomo_nn.utils.errors import BadInputError
     from fomo_nn.preprocessing.parallel import WorkerDiedError
 
     args = build_parser().parse_args(argv)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from fomo_nn.checkpoints.record import CheckpointRecord
 from fomo_nn.checkpoints.registry import read_checkpoint
 from fomo_nn.checkpoints.training_state import (ADAPTATION, ENCODER, EPOCH, FORMAT, FORMAT_VERSION, PLANS,
                                                 SOURCE_CHECKPOINT, TRAINER, save_checkpoint)
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import write_json_atomic
 
 EXPORT_FORMAT = fomo_nn_encoder.NAME

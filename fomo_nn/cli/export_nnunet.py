@@ -14,7 +14,7 @@ import sys
 
 from fomo_nn.export.nnunet_folder import export_nnunet_model
 from fomo_nn.inference.model_folder import CHECKPOINT_CHOICES
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import NoSpaceLeftError
 
 

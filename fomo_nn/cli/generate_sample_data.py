@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.preprocessing.parallel import default_num_processes
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 PROG = "fomo_nn_predict"
 EPILOG = """\

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 PROTOCOLS = ("fomo_nn", "fomo26")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import NoSpaceLeftError
 from fomo_nn.utils.run_lock import RunLockedError
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fomo_nn.datasets.dataset_json import DatasetSpec, load_dataset_json
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.io.number_file import read_number_file
 from fomo_nn.tasks import CASE_CLASS, CASE_VALUE, VOXELS
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
 from fomo_nn.tasks import CASE_CLASS, CASE_VALUE, VOXELS, TaskKind, task_kind, task_names
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fomo_nn.datasets.cases import Case
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import write_json_atomic
 from fomo_nn.utils.strict_keys import UnknownKeyError, check_known_keys
 

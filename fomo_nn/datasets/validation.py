@@ -31,7 +31,7 @@ import numpy as np
 from fomo_nn.datasets.cases import case_id_problem, list_supervised_cases
 from fomo_nn.datasets.dataset_json import MAX_LABEL_VALUE, DatasetSpec, load_dataset_json
 from fomo_nn.io import read_image
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.io.geometry import grid_difference, same_grid
 from fomo_nn.io.image_io import read_header
 from fomo_nn.tasks import VOXELS

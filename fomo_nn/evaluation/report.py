@@ -21,7 +21,7 @@ from fomo_nn.challenges.registry import edition
 from fomo_nn.evaluation.results import ModelResults, TaskTable, build_task_tables, load_model_results, results_edition
 from fomo_nn.evaluation.task_metrics import key_challenge, key_evaluation
 from fomo_nn.evaluation.tiers import TierDecision, assign_tiers, leaderboard_order
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import write_json_atomic, write_text_atomic
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from fomo_nn.evaluation.summary import EvaluationSummary, summary_from_dict
 from fomo_nn.evaluation.task_metrics import key_challenge, key_evaluation, key_stream
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 
 @dataclass

@@ -29,7 +29,7 @@ from fomo_nn.evaluation.policies import (DEFAULT_EMPTY_PAIR, MISSING_MASK_SCORE,
                                          missing_rules, policy_record)
 from fomo_nn.evaluation.summary import EvaluationSummary
 from fomo_nn.evaluation.task_metrics import task_evaluation
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 DEFAULT_NSD_TOLERANCE_MM = 1.0  # Yucca's, which the FOMO25 baseline evaluator uses (metrics module docstring)
 

@@ -23,7 +23,7 @@ from fomo_nn.challenges.edition import ChallengeTask
 from fomo_nn.challenges.registry import challenge_task, default_task_for_type
 from fomo_nn.evaluation.policies import EMPTY_PAIR_POLICIES
 from fomo_nn.evaluation.task_metrics import TASKS, task_evaluation
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import read_json, write_json_atomic
 
 SUMMARY_FORMAT = "fomo_nn_evaluation_summary"

@@ -25,7 +25,7 @@ from fomo_nn.export.nnunet_network import (NnUNetArchitecture, NotExportable, bu
 from fomo_nn.export.nnunet_plans import (MIRROR_AXES, NNUNET_TRAINER, NNUNET_VERSION_FOLLOWED, nnunet_dataset_json,
                                          nnunet_plans_json)
 from fomo_nn.inference.model_folder import ModelEnsemble, load_ensemble
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.tasks import VOXELS
 from fomo_nn.utils.files import NoSpaceLeftError, is_inside, is_no_space, write_json_atomic
 

@@ -26,7 +26,7 @@ from fomo_nn.checkpoints import training_state as checkpoint
 from fomo_nn.checkpoints.record import CheckpointRecord
 from fomo_nn.checkpoints.registry import read_checkpoint
 from fomo_nn.inference.sliding_window import sliding_window_dense, sliding_window_tiles
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.plans import Plans
 from fomo_nn.tasks import task_kind

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fomo_nn.challenges.layout import find_task_subjects, hidden_folders_note, list_subjects, natural_key
 from fomo_nn.challenges.sequences import channel_candidates, pick_sequence
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.io.image_io import SUPPORTED_ENDINGS
 
 _RAW_NAME = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>" +

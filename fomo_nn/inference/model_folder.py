@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fomo_nn import paths
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.inference.case_prediction import TrainedModel, load_trained_model
 from fomo_nn.plans.records import PLANS_FILE, Plans, load_plans
 from fomo_nn.tasks import CASE_VALUE, TASK_KINDS, find_task_kind

@@ -15,7 +15,7 @@ import numpy as np
 import nibabel as nib
 from nibabel import orientations as nio
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 RAS = nio.axcodes2ornt("RAS")
 GRID_TOLERANCE_MM = 1e-3  # two grids are one when shapes match and affines agree within this

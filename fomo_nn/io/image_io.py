@@ -19,7 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import write_atomically
 from fomo_nn.io.geometry import (GRID_TOLERANCE_MM, GeometryWarning, check_affine, inverse_ornt, ras_shape_of,
                                  reorient_array, reoriented_affine, shear_problem, spacing_from_affine,

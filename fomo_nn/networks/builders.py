@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks.finetuning import DEFAULT_POOL, ClassificationNet, PooledHeadNet, RegressionNet, SegmentationNet
 from fomo_nn.networks.pretraining import EmbeddingNet, HybridNet, MAENet
 from fomo_nn.networks.vae import VAEHybridNet

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.tasks import VOXELS, TaskKind, task_kind
 from fomo_nn.utils.files import write_json_atomic
 from fomo_nn.utils.strict_keys import check_known_keys

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans.records import StoragePlan
 from fomo_nn.utils.files import write_bytes_atomic
 

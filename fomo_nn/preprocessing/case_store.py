@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans.records import PLANS_FILE, load_plans
 from fomo_nn.preprocessing.array_store import StoredArray, check_array_file, save_array_atomic, stored_image
 from fomo_nn.preprocessing.case_files import (CASE_SUFFIXES, DATA_SUFFIX, OLD_DATA_SUFFIX, SEG_SUFFIX,

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 
 KINDS = ("nearest", "linear", "cubic")
 ANISOTROPY_THRESHOLD = 3.0

@@ -27,7 +27,7 @@ from torch import nn
 from fomo_nn.checkpoints.registry import read_checkpoint
 from fomo_nn.inference.case_loading import read_case
 from fomo_nn.inference.sliding_window import pad_to_patch, sliding_window_tiles, tile
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.plans.records import NormalizationPlan
 from fomo_nn.preprocessing.case_preprocessing import preprocess_loaded

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.probing.embedding import Embedder, embed_scan
 from fomo_nn.utils.files import read_json, write_atomically, write_json_atomic
 

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fomo_nn.evaluation.metrics import auroc, mean_absolute_error, pearson_r
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.probing.encoders import FrozenEncoder
 from fomo_nn.probing.features import choose_mode, pooled_features

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.plans import Plans
 from fomo_nn.preprocessing.case_store import PreprocessedCase, list_cases
 from fomo_nn.preprocessing.dataset_lock import dataset_read_lock

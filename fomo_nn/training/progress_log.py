@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import is_no_space, no_space_error, write_atomically, write_text_atomic
 
 

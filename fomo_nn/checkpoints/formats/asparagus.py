@@ -31,7 +31,7 @@ from pathlib import Path
 from fomo_nn.checkpoints.format import CheckpointFormat
 from fomo_nn.checkpoints.formats import lightning_common as lightning
 from fomo_nn.checkpoints.record import CheckpointRecord, ExpectedPreprocessing
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks.families import maxpool_unet, residual_unet_encoder
 from fomo_nn.plans.records import NormalizationPlan
 

@@ -22,7 +22,7 @@ import torch
 from fomo_nn.checkpoints.format import CheckpointFormat
 from fomo_nn.checkpoints.formats import lightning_common as lightning
 from fomo_nn.checkpoints.record import CheckpointRecord, ExpectedPreprocessing
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks.families import maxpool_unet
 from fomo_nn.plans.records import NormalizationPlan
 

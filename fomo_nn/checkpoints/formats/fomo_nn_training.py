@@ -15,7 +15,7 @@ import torch
 from fomo_nn.checkpoints.format import CheckpointFormat
 from fomo_nn.checkpoints.record import CheckpointRecord, ExpectedPreprocessing, encoder_part, stem_channels
 from fomo_nn.checkpoints.training_state import ADAPTATION, EPOCH, NETWORK, PLANS, TRAINER
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks.adaptation import AdaptationRecord
 from fomo_nn.networks.encoders import as_network_plan
 from fomo_nn.networks.weights import strip_wrapper_prefixes

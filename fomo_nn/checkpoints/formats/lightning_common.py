@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks.weights import strip_wrapper_prefixes
 
 STATE_DICT = "state_dict"

@@ -33,7 +33,7 @@ import torch
 
 from fomo_nn.checkpoints.format import CheckpointFormat
 from fomo_nn.checkpoints.record import CheckpointRecord, ExpectedPreprocessing, encoder_part, stem_channels
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks.weights import strip_wrapper_prefixes
 from fomo_nn.plans.records import NetworkPlan, NormalizationPlan
 

@@ -22,7 +22,7 @@ from fomo_nn.checkpoints.formats import fomo_nn_encoder, nnssl
 from fomo_nn.checkpoints.loading import METADATA, SAFETENSORS_SUFFIX, STATE_DICT
 from fomo_nn.checkpoints.record import CheckpointRecord
 from fomo_nn.checkpoints.training_state import ENCODER, FORMAT as FORMAT_KEY
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.utils.files import write_atomically, write_json_atomic
 
 NAME = "safetensors_config"

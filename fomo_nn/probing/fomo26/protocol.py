@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.probing.fomo26.fairness import bin_continuous, fairness_report, normalize_categorical
 from fomo_nn.probing.fomo26.linear_probe import DEFAULT_LEARNING_RATES, Sweep, fit_sweep
 from fomo_nn.probing.fomo26.split import DEFAULT_COUNTS, split_subjects

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fomo_nn.inference.case_prediction import predict_preprocessed
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_finetuning_network
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 from fomo_nn.networks.families import network_family

@@ -18,7 +18,7 @@ from torch import nn
 
 from fomo_nn.checkpoints.record import CheckpointRecord
 from fomo_nn.checkpoints.registry import read_checkpoint
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import EncoderMismatchError, build_encoder, load_encoder_weights
 from fomo_nn.networks.encoders import ENCODER_PREFIX
 from fomo_nn.networks.weights import describe_mismatch

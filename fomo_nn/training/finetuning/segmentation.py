@@ -16,7 +16,7 @@ import torch
 from fomo_nn.evaluation.metrics import dice, normalized_surface_distance
 from fomo_nn.evaluation.scoring import DEFAULT_NSD_TOLERANCE_MM
 from fomo_nn.inference.sliding_window import first_output
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.training.finetuning.base import FinetuningTrainer
 from fomo_nn.training.finetuning.segmentation_loss import segmentation_loss
 from fomo_nn.training.registry import register_trainer

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fomo_nn.io.errors import BadInputError
+from fomo_nn.utils.errors import BadInputError
 from fomo_nn.tasks import task_kind
 from fomo_nn.utils.files import read_json, write_json_atomic
 
