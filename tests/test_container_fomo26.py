@@ -32,6 +32,9 @@ from test_inference import write_model  # noqa: E402
 
 TASKS = rules.validator_tasks()
 
+# the tiny encoders' stages have 4 + 8 + 12 channels; fomo_nn_embed pools every stage's average and maximum
+EMBEDDING_LENGTH = 2 * (4 + 8 + 12)
+
 
 def flags_of(task: int) -> tuple[str, ...]:
     return tuple(f"--{key}" for options in TASKS[task].inputs for key in options)
@@ -272,7 +275,7 @@ def test_fomo_nn_predict_passes_the_fomo26_validator(tmp_path, packed_models, ta
     assert names.count(expected[TASKS[task].output_format]) == len(subjects)
     if task == 6:
         assert outcome.checks[-1].name == "embedding_dim_consistency" and outcome.checks[-1].passed
-        assert "dimension 24" in outcome.checks[-1].message  # 4 + 8 + 12 channels, every stage pooled
+        assert f"dimension {EMBEDDING_LENGTH}" in outcome.checks[-1].message
     if task == 4:  # the vessel label of a model favouring it reaches the mask
         assert "observed [0, 2]" in next(c.message for c in outcome.checks if c.name == "output_labels_in_range")
 
@@ -302,7 +305,7 @@ def test_the_embedding_entry_point_refuses_what_it_cannot_answer(tmp_path, packe
     shutil.copy(packed_models[6] / "encoder" / "encoder.pt", empty / "encoder.pt")
     assert entry.embed(["--input", str(scan), "--output", str(tmp_path / "e.npy"), "--device", "cpu"], empty) == 0
     vector = np.load(tmp_path / "e.npy")
-    assert vector.shape == (24,) and vector.dtype == np.float32 and np.isfinite(vector).all()
+    assert vector.shape == (EMBEDDING_LENGTH,) and vector.dtype == np.float32 and np.isfinite(vector).all()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".npy", ".json")) == ["e.npy"]  # no recipe
 
 
@@ -314,7 +317,7 @@ def test_pack_model_packs_a_model_and_its_encoder_and_the_image_describes_them(t
     packed = tmp_path / "model"
     assert packer.main([str(packed_models[4]), "--encoder", str(packed_models[6] / "encoder" / "encoder.pt"),
                         "-o", str(packed)]) == 0
-    assert "embeddings of length 24" in capsys.readouterr().out
+    assert f"embeddings of length {EMBEDDING_LENGTH}" in capsys.readouterr().out
     assert sorted(p.relative_to(packed).as_posix() for p in packed.rglob("*") if p.is_file()) == [
         "encoder/encoder.pt", "fold_0/checkpoint_final.pth", "plans.json"]
     app = checker.fomo_nn_app(tmp_path / "app", packed)
@@ -323,7 +326,7 @@ def test_pack_model_packs_a_model_and_its_encoder_and_the_image_describes_them(t
     spec.loader.exec_module(entry)
     assert entry.main(["--describe"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "FOMO26 task 4 (trigeminal neuralgia): --t2", "FOMO26 tasks 6 and 7 (embeddings of length 24): --input"]
+        "FOMO26 task 4 (trigeminal neuralgia): --t2", f"FOMO26 tasks 6 and 7 (embeddings of length {EMBEDDING_LENGTH}): --input"]
     (app / "predict.args").write_text("--empty-mask=keep\n")  # a FOMO25 build: no FOMO25 task takes this model
     assert entry.main(["--describe"]) == 1
     assert ("cannot answer FOMO25 task 2 (meningioma): no argument of the task serves its channel(s) ['t2']"
@@ -394,7 +397,7 @@ def test_one_image_serves_several_tasks_told_apart_by_the_call(tmp_path, packed_
     assert capsys.readouterr().out.splitlines() == [
         "FOMO26 task 1 (infarct): --dwi --flair --adc --swi --t2s",
         "FOMO26 task 2 (meningioma): --dwi --flair --swi --t2s",
-        "FOMO26 task 4 (trigeminal neuralgia): --t2", "FOMO26 tasks 6 and 7 (embeddings of length 24): --input"]
+        "FOMO26 task 4 (trigeminal neuralgia): --t2", f"FOMO26 tasks 6 and 7 (embeddings of length {EMBEDDING_LENGTH}): --input"]
     for task in (1, 2, 4, 6):
         subjects = checker.synthetic_subjects(tmp_path / f"data{task}", TASKS[task], ["t2s"])
         outcome = checker.validate(InProcessRunner(app, False, dict(os.environ)), TASKS[task], subjects, gpu=False,
