@@ -23,7 +23,7 @@ CONSOLE_SCRIPTS = [
 setup(
     name="fomo_nn",
     version="0.1.0",
-    description="Self-configuring framework for 3D brain-MRI foundation models (FOMO25 setting)",
+    description="Self-configuring framework for 3D brain-MRI foundation models (FOMO25 and FOMO26 settings)",
     packages=find_packages(include=["fomo_nn", "fomo_nn.*", "dataset_conversion", "dataset_conversion.*"]),
     python_requires=">=3.10",
     install_requires=[
@@ -41,6 +41,7 @@ setup(
         # the max-pool U-Net and ResEnc encoder families of asparagus / the FOMO25 baseline are built with its
         # classes (fomo_nn.networks.families); pure python, its dependencies are ours; keys fixed by 0.3.x
         "gardening-tools>=0.3.5,<0.4",
+        "safetensors>=0.4",  # model.safetensors checkpoints (fomo_nn.checkpoints.loading; already pulled in through timm)
         "PyYAML>=5.4",  # asparagus checkpoints: the hydra/config.yaml beside them (already pulled in through timm)
     ],
     # surface-distance: DeepMind's NSD, the reference tests/test_evaluation_surfaces.py checks ours against
