@@ -27,6 +27,10 @@ from fomo_nn.utils.files import NoSpaceLeftError, is_no_space
 
 _KEPT_ENDINGS = (".nii.gz", ".nii", ".json")
 
+# what zipfile can decompress (stored, deflate, bzip2, lzma); another method is a per-session problem named
+# before any byte is read, not an exception from inside zipfile
+READABLE_COMPRESSION = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
+
 
 @dataclass(frozen=True)
 class ZipJob:
@@ -75,6 +79,9 @@ def extract_session(job: ZipJob) -> ZipOutcome:
                 target = member_target(info.filename, job.subject, job.session)
                 if target is None:
                     continue
+                if info.compress_type not in READABLE_COMPRESSION:
+                    raise ValueError(f"{info.filename} uses zip compression method {info.compress_type}, which "
+                                     "Python's zipfile cannot read")
                 destination = staging / target
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as member, open(destination, "wb") as out:
@@ -92,7 +99,7 @@ def extract_session(job: ZipJob) -> ZipOutcome:
         if isinstance(error, FileNotFoundError) and not Path(job.archive).exists():
             return ZipOutcome(job.folder, 0, 0, (job.archive, "zip disappeared during conversion"))
         return ZipOutcome(job.folder, 0, 0, (job.archive, f"cannot be extracted ({error})"))
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError) as error:
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError) as error:
         shutil.rmtree(staging, ignore_errors=True)
         return ZipOutcome(job.folder, 0, 0, (job.archive, f"damaged or unreadable session zip ({error})"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
 from pathlib import Path
 
@@ -212,6 +213,19 @@ def test_an_interrupted_extraction_is_redone_whole(tmp_path):
     assert outcome.problem is None and outcome.extracted == 1
     assert not leftover.exists()
     assert sorted(p.name for p in (tmp_path / "sub-01/ses-01/anat").iterdir()) == ["sub-01_ses-01_T1w.nii.gz"]
+
+
+def test_a_member_in_a_compression_zipfile_cannot_read_is_named_and_nothing_is_left(tmp_path):
+    archive = write_zip(tmp_path / "sub-01/ses-01.zip", {"ses-01/anat/sub-01_ses-01_T1w.nii.gz": gz(nifti_bytes(1))})
+    data = bytearray(archive.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # method field: 93 (zstandard)
+        at = data.find(signature) + offset
+        data[at:at + 2] = struct.pack("<H", 93)
+    archive.write_bytes(bytes(data))
+    outcome = extract_session(ZipJob(str(archive), str(tmp_path / "sub-01/ses-01"), "sub-01", "ses-01"))
+    assert outcome.problem is not None and outcome.problem[0] == str(archive)
+    assert "compression method 93" in outcome.problem[1] and outcome.extracted == 0
+    assert sorted(p.name for p in (tmp_path / "sub-01").iterdir()) == ["ses-01.zip"]
 
 
 def test_unknown_manifest_keys_are_refused(roots):
