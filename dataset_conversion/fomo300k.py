@@ -26,15 +26,14 @@ from dataset_conversion.fomo300k_layout import (CorpusLayout, CorpusScan, list_s
                                                 walk_fomo300k)
 from dataset_conversion.fomo300k_metadata import CorpusMetadata, read_tables
 from dataset_conversion.fomo300k_zips import ZipJob, extract_sessions, outcome_problem
+from dataset_conversion.fomo60k import save_corpus_dataset
 from dataset_conversion.nnunet_dataset import ConversionReport, target_dataset_dir
 from fomo_nn.datasets.cases import case_id_problem
-from fomo_nn.datasets.dataset_json import DatasetSpec, save_dataset_json
 from fomo_nn.datasets.manifest import MANIFEST_NAME, Manifest, ManifestImage
 from fomo_nn.datasets.validation import check_image_files
 from fomo_nn.challenges.layout import hidden_folders_note
 from fomo_nn.utils.errors import BadInputError
 from fomo_nn.preprocessing.parallel import run_parallel
-from fomo_nn.utils.files import write_json_atomic
 
 DEFAULT_NAME = "FOMO300K"
 ZIPS_PER_TASK = 32  # sessions per worker task: one task per tiny session would be mostly messaging
@@ -82,7 +81,10 @@ def convert_fomo300k(src: str | os.PathLike, dataset: str | int = 1, name: str |
         return report
     images = [_manifest_image(scan, source_root, metadata) for scan in scans]
     manifest = Manifest(str(source_root), images, sources=[target.name.split("_", 1)[1]])
-    _save(target, manifest, scans, check)
+    save_corpus_dataset(target, manifest, {scan.sequence: sequence_family(scan.sequence) for scan in scans}, check,
+                        f"FOMO300K-layout corpus at {manifest.source_root}: {len(scans)} images of "
+                        f"{manifest.num_subjects} subjects from {len(manifest.images_per_source())} sources; the "
+                        f"scans stay there (see {MANIFEST_NAME})")
     families = Counter(sequence_family(scan.sequence) for scan in scans)
     known = sum(1 for im in images if im.vendor or im.field_strength)
     report.notes.append(f"{len(manifest.images_per_source())} sources, {manifest.num_subjects} subjects, "
@@ -183,18 +185,3 @@ def _notes(layout: CorpusLayout, extracted: tuple[int, int], ignored: list[str],
     return notes
 
 
-def _save(target: Path, manifest: Manifest, scans: list[CorpusScan], check: str) -> None:
-    """manifest.json first, dataset.json last: a dataset.json always has its own manifest beside it."""
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "dataset.json").unlink(missing_ok=True)
-    data = manifest.to_json()
-    data["sequence_families"] = {stem: sequence_family(stem) for stem in sorted({s.sequence for s in scans})}
-    data["images_checked"] = check
-    write_json_atomic(target / MANIFEST_NAME, data, indent=None)
-    spec = DatasetSpec(
-        name=target.name.split("_", 1)[1], task_type="pretraining", channel_names={"0": "mri"},
-        num_training=len(scans),
-        description=f"FOMO300K-layout corpus at {manifest.source_root}: {len(scans)} images of "
-                    f"{manifest.num_subjects} subjects from {len(manifest.images_per_source())} sources; the "
-                    f"scans stay there (see {MANIFEST_NAME})")
-    save_dataset_json(spec, target)

@@ -67,7 +67,9 @@ def convert_fomo60k(src: str | os.PathLike, dataset: str | int = 1, name: str | 
         return report
     name = target.name.split("_", 1)[1]
     manifest = Manifest(str(source_root), [_manifest_image(im) for im in images], sources=[name])
-    _save(target, manifest, images, check)
+    save_corpus_dataset(target, manifest, {im.sequence: sequence_family(im.sequence) for im in images}, check,
+                        f"FOMO60K-layout corpus at {manifest.source_root}: {len(images)} images of "
+                        f"{manifest.num_subjects} subjects; the scans stay there (see {MANIFEST_NAME})")
     families = Counter(sequence_family(im.sequence) for im in images)
     report.notes.append(f"{manifest.num_subjects} subjects, {manifest.num_sessions} sessions; sequence families: "
                         + ", ".join(f"{f} {n}" for f, n in families.most_common()))
@@ -123,16 +125,16 @@ def _manifest_image(image: CorpusImage) -> ManifestImage:
                          sequence=image.sequence, path=image.relative_path)
 
 
-def _save(target: Path, manifest: Manifest, images: list[CorpusImage], check: str) -> None:
-    """manifest.json first, dataset.json last: a dataset.json always has its own manifest beside it."""
+def save_corpus_dataset(target: Path, manifest: Manifest, families: dict[str, str], check: str,
+                        description: str) -> None:
+    """manifest.json first, dataset.json last: a dataset.json always has its own manifest beside it.
+    `families`: each sequence stem's family, recorded for the sampler (FOMO60K and FOMO300K name them alike)."""
+    target.mkdir(parents=True, exist_ok=True)
     (target / "dataset.json").unlink(missing_ok=True)
     data = manifest.to_json()
-    data["sequence_families"] = {stem: sequence_family(stem) for stem in sorted({im.sequence for im in images})}
+    data["sequence_families"] = dict(sorted(families.items()))
     data["images_checked"] = check
     write_json_atomic(target / MANIFEST_NAME, data, indent=None)
-    spec = DatasetSpec(
-        name=target.name.split("_", 1)[1], task_type="pretraining", channel_names={"0": "mri"},
-        num_training=len(images),
-        description=f"FOMO60K-layout corpus at {manifest.source_root}: {len(images)} images of "
-                    f"{manifest.num_subjects} subjects; the scans stay there (see {MANIFEST_NAME})")
+    spec = DatasetSpec(name=target.name.split("_", 1)[1], task_type="pretraining", channel_names={"0": "mri"},
+                       num_training=len(manifest.images), description=description)
     save_dataset_json(spec, target)
