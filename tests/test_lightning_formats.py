@@ -12,19 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 import torch
 from builders import make_segmentation_dataset
+from foundation_flow import check_finetuned_predicts_and_evaluates
 from preprocessed_builders import build_preprocessed
 from torch import nn
 
 from fomo_nn.checkpoints.loading import load_checkpoint_file
 from fomo_nn.checkpoints.registry import read_checkpoint
-from fomo_nn.cli.evaluate import main as evaluate_main
 from fomo_nn.cli.plan_and_preprocess import main as plan_main
-from fomo_nn.cli.predict import main as predict_main
 from fomo_nn.cli.train import main as train_main
 from fomo_nn.networks import build_encoder, load_encoder_weights
 from fomo_nn.plans.records import load_plans
@@ -162,23 +159,7 @@ def _whole_path(checkpoint: Path, tmp_path, monkeypatch, expected_scheme: str, e
 
     assert train_main(["7", "0", "--pretrained", str(checkpoint), "--epochs", "2", "--iters-per-epoch", "2",
                        "--val-iters", "1", "--num-workers", "0", "--device", "cpu"]) == 0
-    fold = next((tmp_path / "results" / "Dataset007_Seg").glob("*/fold_0"))
-    report = json.loads((fold / "pretrained_weights_report.json").read_text())
-    assert report["format"] == record.format and report["counts"]["loaded"] == len(record.encoder)
-    assert report["counts"]["missing"] == report["counts"]["unexpected"] == report["counts"]["shape_mismatch"] == 0
-    assert report["stem_expanded"]  # the one-channel stem meets t1 + flair
-
-    out = tmp_path / "predictions"
-    assert predict_main(["-i", str(raw / "imagesTr"), "-o", str(out), "-d", "7", "--device", "cpu", "--no-tta",
-                         "--no-progress"]) == 0
-    masks = sorted(out.glob("case_*.nii.gz"))
-    assert len(masks) == 6
-    assert nib.load(str(masks[0])).shape == nib.load(str(raw / "labelsTr" / masks[0].name)).shape
-    summary_path = tmp_path / "summary.json"
-    assert evaluate_main(["--task-type", "segmentation", "-r", str(raw), "-p", str(out), "-o", str(summary_path),
-                          "--quiet"]) == 0
-    summary = json.loads(summary_path.read_text())
-    assert len(summary["per_case"]) == 6 and np.isfinite(summary["metrics"]["dice"])
+    check_finetuned_predicts_and_evaluates(tmp_path, raw, 7, record)
 
 
 def test_asparagus_resenc_b_plans_like_finetune_predict_evaluate(checkpoints, tmp_path, monkeypatch):

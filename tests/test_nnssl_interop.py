@@ -15,18 +15,16 @@ import json
 import pydoc
 
 import dynamic_network_architectures.architectures.unet as dna_unet
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 from builders import make_segmentation_dataset
+from foundation_flow import check_finetuned_predicts_and_evaluates
 from torch import nn
 
 from fomo_nn.checkpoints.registry import read_checkpoint
-from fomo_nn.cli.evaluate import main as evaluate_main
 from fomo_nn.cli.export_encoder import main as export_main
 from fomo_nn.cli.plan_and_preprocess import main as plan_main
-from fomo_nn.cli.predict import main as predict_main
 from fomo_nn.cli.train import main as train_main
 from fomo_nn.utils.errors import BadInputError
 from fomo_nn.networks import build_encoder, load_encoder_weights
@@ -267,23 +265,7 @@ def test_nnssl_model_plans_like_finetune_predict_evaluate(layout, tmp_path, monk
 
     assert train_main(["5", "0", "--pretrained", str(checkpoint), "--epochs", "2", "--iters-per-epoch", "2",
                        "--val-iters", "1", "--num-workers", "0", "--device", "cpu"]) == 0
-    fold = next((tmp_path / "results" / "Dataset005_Seg").glob("*/fold_0"))
-    report = json.loads((fold / "pretrained_weights_report.json").read_text())
-    assert report["format"] == record.format and report["counts"]["loaded"] == len(record.encoder)
-    assert report["counts"]["missing"] == report["counts"]["unexpected"] == report["counts"]["shape_mismatch"] == 0
-    assert report["stem_expanded"]  # one-channel stem into the t1 + flair task
-
-    out = tmp_path / "predictions"
-    assert predict_main(["-i", str(raw / "imagesTr"), "-o", str(out), "-d", "5", "--device", "cpu", "--no-tta",
-                         "--no-progress"]) == 0
-    masks = sorted(out.glob("case_*.nii.gz"))
-    assert len(masks) == 6
-    assert nib.load(str(masks[0])).shape == nib.load(str(raw / "labelsTr" / masks[0].name)).shape
-    summary_path = tmp_path / "summary.json"
-    assert evaluate_main(["--task-type", "segmentation", "-r", str(raw), "-p", str(out), "-o", str(summary_path),
-                          "--quiet"]) == 0
-    summary = json.loads(summary_path.read_text())
-    assert len(summary["per_case"]) == 6 and np.isfinite(summary["metrics"]["dice"])
+    check_finetuned_predicts_and_evaluates(tmp_path, raw, 5, record)
 
 
 # ------------------------------------------------------------------ nnssl's normalization, expressed in plans
